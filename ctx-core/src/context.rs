@@ -1,0 +1,264 @@
+//! [`Context`]: an immutable-by-value snapshot of variable values.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::current;
+use crate::error::AccessError;
+use crate::map::Map;
+use crate::{ContextVar, WithContext};
+
+/// A mapping from context variables to values: PEP 567's `contextvars.Context`.
+///
+/// Every thread has a *current* context (initially empty). [`ContextVar::get`] reads it,
+/// [`ContextVar::set`] changes it. A `Context` value is a snapshot: [`Clone`] is O(1)
+/// (one reference count) and is PEP 567's `copy()`; later sets in either copy do not show
+/// in the other. [`Context::run`] makes a context current for the duration of a closure,
+/// [`Context::scope`] does the same around every poll of a future.
+///
+/// Each `Context` value has its own identity for [`ContextVar::reset`]: a token is
+/// accepted only by the context it was created in, and a clone is a different context.
+///
+/// ```
+/// use ctx_core::{Context, ContextVar};
+///
+/// static USER: ContextVar<String> = ContextVar::new("user");
+///
+/// let mut ctx = Context::new().with_value(&USER, "ada".to_string());
+/// let snapshot = ctx.clone();
+/// ctx.run(|| {
+///     assert_eq!(USER.get().as_deref(), Some("ada"));
+///     USER.set("grace".to_string());
+/// });
+/// assert_eq!(ctx.get(&USER).map(String::as_str), Some("grace")); // kept in `ctx`
+/// assert_eq!(snapshot.get(&USER).map(String::as_str), Some("ada")); // not in the copy
+/// assert_eq!(USER.get(), None); // nor outside
+/// ```
+pub struct Context {
+    pub(crate) map: Map,
+    /// Identity for `WrongContext`; 0 until the first `set` made in this context.
+    pub(crate) id: u64,
+}
+
+impl Context {
+    /// An empty context. Costs nothing: no allocation until a value is set.
+    pub const fn new() -> Self {
+        Context {
+            map: Map::new(),
+            id: 0,
+        }
+    }
+
+    /// A copy of the calling thread's current context: PEP 567's `copy_context()`.
+    ///
+    /// While the thread is exiting (its thread-locals are being destroyed) this is an
+    /// empty context; [`Context::try_current`] tells the two apart.
+    #[inline]
+    pub fn current() -> Self {
+        Self::try_current().unwrap_or_default()
+    }
+
+    /// A copy of the current context, or an error while the thread is exiting.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError`] while the thread's thread-locals are being destroyed.
+    #[inline]
+    pub fn try_current() -> Result<Self, AccessError> {
+        current::with(Context::clone)
+    }
+
+    /// Runs `f` with `self` as the current context; sets made inside `f` stay in `self`.
+    ///
+    /// The previous current context is restored when `f` returns or panics. Entering
+    /// the same context again later sees the values left in it, and tokens created in
+    /// it can be reset in it.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    ///
+    /// static N: ContextVar<u32> = ContextVar::new("n");
+    ///
+    /// let mut ctx = Context::new();
+    /// let token = ctx.run(|| N.set(1));
+    /// assert_eq!(N.get(), None);
+    /// ctx.run(|| {
+    ///     assert_eq!(N.get(), Some(1));
+    ///     N.reset(token).unwrap();
+    ///     assert_eq!(N.get(), None);
+    /// });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If called while the thread is exiting (its thread-locals are being destroyed),
+    /// or from inside a value's `Clone` implementation during [`ContextVar::get`].
+    pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let _entered = current::enter(self).unwrap_or_else(|_| {
+            panic!("ctx: Context::run called while the thread is exiting (thread-locals destroyed)")
+        });
+        f()
+    }
+
+    /// The value `var` has in this context: set values only, never the variable's default.
+    pub fn get<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<&T> {
+        self.map.get(var.id()).map(crate::var::downcast)
+    }
+
+    /// Whether `var` has a value in this context (a default does not count).
+    pub fn contains<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> bool {
+        self.map.get(var.id()).is_some()
+    }
+
+    /// The number of variables set in this context.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no variable is set in this context.
+    pub fn is_empty(&self) -> bool {
+        self.map.len() == 0
+    }
+
+    /// The variables set in this context and their values, in an unspecified (but
+    /// stable) order.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// static B: ContextVar<&str> = ContextVar::new("b");
+    ///
+    /// let ctx = Context::new().with_value(&A, 1).with_value(&B, "x");
+    /// let mut names: Vec<_> = ctx.iter().map(|(var, _)| var.name()).collect();
+    /// names.sort();
+    /// assert_eq!(names, ["a", "b"]);
+    /// let (_, a) = ctx.iter().find(|(var, _)| var.is(&A)).unwrap();
+    /// assert_eq!(a.downcast_ref::<u8>(), Some(&1));
+    /// ```
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (VarInfo, &(dyn Any + Send + Sync))> {
+        self.map.iter().map(|leaf| {
+            let info = VarInfo {
+                id: leaf.id,
+                name: leaf.name,
+            };
+            (info, &*leaf.value)
+        })
+    }
+
+    /// This context with `var` set to `value`: a builder for spawning with values.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    ///
+    /// static REQUEST: ContextVar<u64> = ContextVar::new("request");
+    ///
+    /// let ctx = Context::current().with_value(&REQUEST, 7);
+    /// assert_eq!(ctx.get(&REQUEST), Some(&7));
+    /// ```
+    #[must_use]
+    pub fn with_value<T: Send + Sync + 'static>(mut self, var: &ContextVar<T>, value: T) -> Self {
+        self.map.insert(var.id(), var.name(), Arc::new(value));
+        self
+    }
+
+    /// Wraps `fut` so that it runs in this context: every poll (and the drop) of `fut`
+    /// happens with `self` current.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+    /// # }
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let fut = Context::new()
+    ///     .with_value(&USER, "ada")
+    ///     .scope(async { USER.get() });
+    /// assert_eq!(block_on(fut), Some("ada"));
+    /// ```
+    pub fn scope<F: Future>(self, fut: F) -> WithContext<F> {
+        WithContext::new(self, fut)
+    }
+
+    /// Turns `f` into a closure that runs in this context: PEP 567's
+    /// `loop.call_soon(ctx.run, f)` for callback-style APIs.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let callback = Context::new().with_value(&USER, "ada").wrap(|| USER.get());
+    /// assert_eq!(callback(), Some("ada"));
+    /// ```
+    pub fn wrap<R>(self, f: impl FnOnce() -> R) -> impl FnOnce() -> R {
+        move || {
+            let mut ctx = self;
+            ctx.run(f)
+        }
+    }
+}
+
+/// A copy of the calling thread's current context: PEP 567's `copy_context()`.
+///
+/// The same as [`Context::current`].
+pub fn copy_context() -> Context {
+    Context::current()
+}
+
+impl Clone for Context {
+    /// An O(1) copy: shares the values, but is a new context (PEP 567 `Context.copy()`):
+    /// tokens from `self` are not accepted by the copy.
+    #[inline]
+    fn clone(&self) -> Self {
+        Context {
+            map: self.map.clone(),
+            id: 0,
+        }
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context::new()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(|(info, _)| info.name))
+            .finish()
+    }
+}
+
+/// Which variable an entry of [`Context::iter`] belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VarInfo {
+    id: u32,
+    name: &'static str,
+}
+
+impl VarInfo {
+    /// The variable's name, as given to [`ContextVar::new`].
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether this entry belongs to `var`.
+    pub fn is<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> bool {
+        self.id == var.id()
+    }
+}
+
+impl fmt::Debug for VarInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VarInfo").field("name", &self.name).finish()
+    }
+}

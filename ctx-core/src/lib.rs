@@ -1,0 +1,62 @@
+//! Context variables for async Rust: Python's [PEP 567] `contextvars`, on any executor.
+//!
+//! A [`ContextVar`] is "a thread-local for tasks": a request id, the current user, a
+//! deadline, set once and read anywhere down the call tree. Its value lives in the
+//! current [`Context`]. Awaiting a future shares the caller's context; a task spawned
+//! through a ctx adapter (or a future wrapped with [`FutureExt::in_current_context`])
+//! starts with a copy of its creator's context, so its own sets never leak back to the
+//! creator or to its siblings.
+//!
+//! ```
+//! use ctx_core::{Context, ContextVar, FutureExt};
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     let mut f = std::pin::pin!(f);
+//! #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+//! #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+//! # }
+//!
+//! static USER: ContextVar<String> = ContextVar::new("user");
+//!
+//! async fn handler() -> Option<String> {
+//!     USER.get() // no parameter passing needed
+//! }
+//!
+//! # Context::new().run(|| {
+//! USER.set("ada".into());
+//! let task = handler().in_current_context(); // what a spawn captures
+//! USER.set("grace".into());
+//! assert_eq!(block_on(task).as_deref(), Some("ada"));
+//! assert_eq!(block_on(handler()).as_deref(), Some("grace"));
+//! # });
+//! ```
+//!
+//! This crate is executor-independent; `ctx-tokio`, `ctx-async-std` and `ctx-smol` add
+//! `spawn` functions that carry the context. How the pieces work:
+//!
+//! - Every thread has a current context, swapped in and out by [`Context::run`] and by
+//!   each poll of a [`WithContext`]; the swap moves a pointer, nothing is copied.
+//! - A [`Context`] is a persistent map: a copy is one reference count, and writes to a
+//!   map nobody else holds happen in place.
+//!
+//! [PEP 567]: https://peps.python.org/pep-0567/
+
+mod context;
+mod current;
+mod error;
+mod future;
+mod map;
+mod token;
+mod var;
+
+pub mod thread;
+
+pub use context::{Context, VarInfo, copy_context};
+pub use error::{AccessError, ResetError};
+pub use future::{FutureExt, WithContext};
+pub use token::{ResetGuard, Token};
+pub use var::ContextVar;
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

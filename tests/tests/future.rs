@@ -1,0 +1,263 @@
+//! `WithContext` and `FutureExt`: futures that carry a context across polls and threads.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+
+use ctx_core::{Context, ContextVar, FutureExt};
+use ctx_tests::{Pool, Tracked, block_on, fresh, poll_once, yield_now};
+
+static VAR: ContextVar<String> = ContextVar::new("my_variable");
+static COUNT: ContextVar<usize> = ContextVar::new("count");
+
+/// The seed's first example: a set inside an awaited coroutine is visible to the caller.
+#[test]
+fn awaiting_shares_the_callers_context() {
+    async fn main() {
+        VAR.set("main".into());
+        sub().await;
+        assert_eq!(VAR.get().as_deref(), Some("sub"));
+    }
+    async fn sub() {
+        assert_eq!(VAR.get().as_deref(), Some("main"));
+        VAR.set("sub".into());
+        assert_eq!(VAR.get().as_deref(), Some("sub"));
+    }
+    fresh(|| block_on(main().in_current_context()));
+}
+
+/// The seed's second example, on a multi-threaded executor that knows nothing of ctx:
+/// eight tasks each keep their own value; all are set before any is checked.
+#[test]
+fn concurrent_tasks_keep_their_own_values() {
+    async fn task(count: usize, all_set: Arc<AtomicUsize>) -> usize {
+        COUNT.set(count);
+        all_set.fetch_add(1, Ordering::SeqCst);
+        while all_set.load(Ordering::SeqCst) < 8 {
+            yield_now(1).await;
+        }
+        sub(count).await;
+        assert_eq!(COUNT.get(), Some(count + 1));
+        COUNT.get().unwrap()
+    }
+    async fn sub(count: usize) {
+        assert_eq!(COUNT.get(), Some(count));
+        COUNT.set(count + 1);
+        assert_eq!(COUNT.get(), Some(count + 1));
+    }
+    fresh(|| {
+        let pool = Pool::new(2);
+        let all_set = Arc::new(AtomicUsize::new(0));
+        let results: Vec<_> = (0..8)
+            .map(|i| pool.spawn_raw(task(i, Arc::clone(&all_set)).in_current_context()))
+            .collect();
+        for (i, result) in results.into_iter().enumerate() {
+            assert_eq!(result.recv().unwrap(), i + 1);
+        }
+        assert_eq!(COUNT.get(), None, "no task's set reached the spawner");
+        pool.shutdown();
+    });
+}
+
+/// API.md semantics 3, without a runtime: thousands of interleaved tasks moving between
+/// worker threads each keep their own value across many yields.
+#[test]
+fn thousands_of_interleaved_tasks_keep_their_own_values() {
+    fresh(|| {
+        let pool = Pool::new(4);
+        VAR.set("parent".into());
+        let results: Vec<_> = (0..2000)
+            .map(|i| {
+                let fut = async move {
+                    let mut mismatches = 0;
+                    if VAR.get().as_deref() != Some("parent") {
+                        mismatches += 1;
+                    }
+                    COUNT.set(i);
+                    for step in 0..20 {
+                        yield_now(1).await;
+                        if COUNT.get() != Some(i + step) {
+                            mismatches += 1;
+                        }
+                        COUNT.set(i + step + 1);
+                    }
+                    mismatches
+                };
+                pool.spawn_raw(fut.in_current_context())
+            })
+            .collect();
+        let mismatches: usize = results.into_iter().map(|r| r.recv().unwrap()).sum();
+        assert_eq!(mismatches, 0);
+        pool.shutdown();
+    });
+}
+
+#[test]
+fn in_current_context_captures_at_the_call_not_at_first_poll() {
+    fresh(|| {
+        VAR.set("at call".into());
+        let fut = async { VAR.get() }.in_current_context();
+        VAR.set("at poll".into());
+        assert_eq!(block_on(fut).as_deref(), Some("at call"));
+    });
+}
+
+#[test]
+fn sets_inside_stay_inside_and_persist_across_polls() {
+    fresh(|| {
+        VAR.set("outer".into());
+        let mut fut = pin!(
+            async {
+                VAR.set("inner".into());
+                yield_now(1).await;
+                VAR.get()
+            }
+            .in_current_context()
+        );
+        assert_eq!(poll_once(fut.as_mut()), Poll::Pending);
+        assert_eq!(VAR.get().as_deref(), Some("outer"), "no leak between polls");
+        assert_eq!(fut.context().get(&VAR).map(String::as_str), Some("inner"));
+        assert_eq!(poll_once(fut.as_mut()), Poll::Ready(Some("inner".into())));
+        assert_eq!(VAR.get().as_deref(), Some("outer"));
+    });
+}
+
+#[test]
+fn with_context_and_scopes_run_in_the_given_context() {
+    fresh(|| {
+        let ctx = Context::new().with_value(&VAR, "given".into());
+        assert_eq!(
+            block_on(async { VAR.get() }.with_context(ctx.clone())).as_deref(),
+            Some("given")
+        );
+        assert_eq!(
+            block_on(ctx.scope(async { VAR.get() })).as_deref(),
+            Some("given")
+        );
+
+        VAR.set("outer".into());
+        COUNT.set(1);
+        let seen = block_on(VAR.scope("scoped".into(), async {
+            COUNT.set(2);
+            (VAR.get(), COUNT.get())
+        }));
+        assert_eq!(seen, (Some("scoped".into()), Some(2)));
+        assert_eq!(VAR.get().as_deref(), Some("outer"));
+        assert_eq!(COUNT.get(), Some(1));
+    });
+}
+
+#[test]
+fn a_poll_that_panics_restores_the_pollers_context() {
+    fresh(|| {
+        VAR.set("poller".into());
+        let fut = async {
+            VAR.set("task".into());
+            panic!("boom");
+        }
+        .in_current_context();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| block_on(fut)));
+        assert!(caught.is_err());
+        assert_eq!(VAR.get().as_deref(), Some("poller"));
+    });
+}
+
+#[test]
+fn a_dropped_future_is_dropped_inside_its_own_context() {
+    fresh(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, seen_in_drop) = std::sync::mpsc::channel();
+        VAR.set("task".into());
+        let mut fut = Box::pin(
+            async move {
+                let _held = Tracked::on_drop(&drops, move || {
+                    tx.send(VAR.get()).unwrap();
+                });
+                VAR.set("set by task".into());
+                yield_now(1).await;
+            }
+            .in_current_context(),
+        );
+        assert_eq!(poll_once(fut.as_mut()), Poll::Pending);
+        VAR.set("poller".into());
+        drop(fut);
+        assert_eq!(seen_in_drop.recv().unwrap().as_deref(), Some("set by task"));
+        assert_eq!(
+            VAR.get().as_deref(),
+            Some("poller"),
+            "restored after the drop"
+        );
+    });
+}
+
+#[test]
+fn a_never_polled_future_is_dropped_inside_its_context_too() {
+    fresh(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, seen_in_drop) = std::sync::mpsc::channel();
+        let held = Tracked::on_drop(&drops, move || tx.send(VAR.get()).unwrap());
+        let fut = Context::new()
+            .with_value(&VAR, "ctx".into())
+            .scope(async move {
+                drop(held);
+            });
+        drop(fut);
+        assert_eq!(seen_in_drop.recv().unwrap().as_deref(), Some("ctx"));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn streams_are_polled_in_their_context() {
+    use futures_core::Stream;
+
+    struct Counter(u32);
+    impl Stream for Counter {
+        type Item = Option<String>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<Option<Self::Item>> {
+            if self.0 == 0 {
+                return Poll::Ready(None);
+            }
+            self.0 -= 1;
+            Poll::Ready(Some(VAR.get()))
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (self.0 as usize, Some(self.0 as usize))
+        }
+    }
+    fresh(|| {
+        let mut stream = pin!(ctx_core::WithContext::new(
+            Context::new().with_value(&VAR, "stream".into()),
+            Counter(2)
+        ));
+        assert_eq!(stream.size_hint(), (2, Some(2)));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for _ in 0..2 {
+            assert_eq!(
+                stream.as_mut().poll_next(&mut cx),
+                Poll::Ready(Some(Some("stream".into())))
+            );
+        }
+        assert_eq!(stream.as_mut().poll_next(&mut cx), Poll::Ready(None));
+        assert_eq!(VAR.get(), None);
+    });
+}
+
+#[test]
+fn with_context_keeps_send_and_shows_its_context() {
+    fn assert_send<T: Send>(_: &T) {}
+    fresh(|| {
+        let fut = async { VAR.get() }.in_current_context();
+        assert_send(&fut);
+        let fut = std::future::ready(1).with_context(Context::new().with_value(&COUNT, 3));
+        assert_eq!(fut.context().get(&COUNT), Some(&3));
+        assert_eq!(block_on(fut), 1);
+        assert!(
+            format!("{:?}", std::future::ready(1).in_current_context()).contains("WithContext")
+        );
+    });
+}

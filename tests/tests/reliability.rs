@@ -1,0 +1,228 @@
+//! Reliability: re-entrant user code, value lifetimes, thread teardown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use ctx_core::{Context, ContextVar, ResetError};
+use ctx_tests::{Tracked, fresh};
+
+static VALUE: ContextVar<Tracked> = ContextVar::new("value");
+static PROBE: ContextVar<u32> = ContextVar::new("probe");
+static PROBE_WITH_DEFAULT: ContextVar<u32> = ContextVar::with_default("probe_with_default", || 7);
+
+/// A value whose `Drop` reads and writes variables on the same thread.
+fn reentrant_value(drops: &Arc<AtomicUsize>, seen: mpsc::Sender<Option<u32>>) -> Tracked {
+    Tracked::on_drop(drops, move || {
+        let before = PROBE.get();
+        let token = PROBE.set(before.unwrap_or(0) + 100);
+        PROBE.reset(token).unwrap();
+        Context::new().run(|| PROBE.set(1));
+        seen.send(before).unwrap();
+    })
+}
+
+#[test]
+fn a_values_drop_may_get_and_set_on_every_path_that_drops_it() {
+    fresh(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, seen) = mpsc::channel();
+        PROBE.set(5);
+
+        // Replaced by `set`: the old value travels in the token.
+        let token = VALUE.set(reentrant_value(&drops, tx.clone()));
+        let token2 = VALUE.set(reentrant_value(&drops, tx.clone()));
+        assert!(token2.old_value().is_some());
+        drop(token2);
+        assert_eq!(seen.recv().unwrap(), Some(5));
+
+        // Displaced by `reset`.
+        VALUE.reset(token).unwrap();
+        assert_eq!(seen.recv().unwrap(), Some(5));
+
+        // Dropped with its context, after `run` returns.
+        let mut ctx = Context::new().with_value(&PROBE, 6);
+        ctx.run(|| VALUE.set(reentrant_value(&drops, tx.clone())));
+        drop(ctx);
+        assert_eq!(
+            seen.recv().unwrap(),
+            Some(5),
+            "dropped in the caller's context"
+        );
+
+        // Replaced through the builder.
+        let ctx = Context::new().with_value(&VALUE, reentrant_value(&drops, tx.clone()));
+        let ctx = ctx.with_value(&VALUE, Tracked::new(&drops));
+        assert_eq!(seen.recv().unwrap(), Some(5));
+        drop(ctx);
+
+        // A rejected token's old value.
+        VALUE.set(reentrant_value(&drops, tx.clone()));
+        let token = VALUE.set(Tracked::new(&drops));
+        assert_eq!(
+            Context::new().run(|| VALUE.reset(token)),
+            Err(ResetError::WrongContext)
+        );
+        assert_eq!(
+            seen.recv().unwrap(),
+            None,
+            "dropped where the reset was refused"
+        );
+
+        assert_eq!(PROBE.get(), Some(5));
+        assert_eq!(drops.load(Ordering::SeqCst), 6);
+    });
+}
+
+#[test]
+fn values_are_dropped_when_the_last_context_holding_them_goes() {
+    fresh(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut ctx = Context::new();
+        ctx.run(|| VALUE.set(Tracked::new(&drops)));
+        let copies: Vec<Context> = (0..10).map(|_| ctx.clone()).collect();
+        let task = ctx.clone().scope(std::future::ready(()));
+        drop(ctx);
+        drop(copies);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "the future's context still holds it"
+        );
+        drop(task);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+
+        // Values in the thread's own context go when they are replaced or reset.
+        let token = VALUE.set(Tracked::new(&drops));
+        let token2 = VALUE.set(Tracked::new(&drops));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "token2 holds the old value"
+        );
+        VALUE.reset(token).unwrap();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            2,
+            "the reset value is dropped"
+        );
+        drop(token2);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            3,
+            "the old value went with its token"
+        );
+    });
+    // `fresh`'s context, holding the first set value, is gone now.
+}
+
+#[test]
+fn nothing_leaks_from_a_fresh_context() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    fresh(|| {
+        VALUE.set(Tracked::new(&drops));
+        VALUE.set(Tracked::new(&drops));
+        let _snapshot = Context::current();
+    });
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_thread_local_being_torn_down_reads_defaults_and_never_panics() {
+    fresh(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn({
+            let drops = Arc::clone(&drops);
+            move || {
+                PROBE.set(1);
+                // This value lives in the thread's base context until the thread exits,
+                // so its `Drop` runs while that context is being destroyed.
+                VALUE.set(Tracked::on_drop(&drops, move || {
+                    let report = (
+                        PROBE.get(),
+                        PROBE_WITH_DEFAULT.get(),
+                        PROBE.try_get().is_err(),
+                        PROBE.try_set(2).is_err(),
+                        Context::try_current().is_err(),
+                        Context::current().len(),
+                        PROBE.with(|v| v.copied()),
+                    );
+                    tx.send(report).unwrap();
+                }));
+            }
+        });
+        thread.join().unwrap();
+        let report = rx.recv().unwrap();
+        assert_eq!(report, (None, Some(7), true, true, true, 0, None));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn set_during_teardown_panics_with_advice_and_reset_reports_it() {
+    fresh(|| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let token = PROBE.set(1);
+            let drops = Arc::new(AtomicUsize::new(0));
+            VALUE.set(Tracked::on_drop(&drops, move || {
+                let reset = PROBE.reset(token);
+                let message = std::panic::catch_unwind(|| PROBE.set(3))
+                    .map(drop)
+                    .unwrap_err()
+                    .downcast::<String>()
+                    .unwrap();
+                tx.send((reset, message)).unwrap();
+            }));
+        })
+        .join()
+        .unwrap();
+        let (reset, message) = rx.recv().unwrap();
+        assert_eq!(reset, Err(ResetError::ThreadExiting));
+        assert!(message.contains("try_set"), "{message}");
+    });
+}
+
+#[test]
+fn setting_from_a_clone_impl_during_get_panics_with_advice() {
+    #[derive(Debug)]
+    struct Meddler;
+    impl Clone for Meddler {
+        fn clone(&self) -> Self {
+            PROBE.set(1);
+            Meddler
+        }
+    }
+    static MEDDLER: ContextVar<Meddler> = ContextVar::new("meddler");
+    fresh(|| {
+        MEDDLER.set(Meddler);
+        let panic = std::panic::catch_unwind(|| MEDDLER.get()).unwrap_err();
+        let message = panic.downcast_ref::<&str>().unwrap();
+        assert!(
+            message.contains("Clone") && message.contains("ContextVar::with"),
+            "{message}"
+        );
+        // The thread's context is intact and usable.
+        assert!(MEDDLER.with(|m| m.is_some()));
+        PROBE.set(2);
+        assert_eq!(PROBE.get(), Some(2));
+    });
+}
+
+#[test]
+fn reading_from_a_clone_impl_during_get_is_fine() {
+    #[derive(Debug)]
+    struct Reader(Option<u32>);
+    impl Clone for Reader {
+        fn clone(&self) -> Self {
+            Reader(PROBE.get())
+        }
+    }
+    static READER: ContextVar<Reader> = ContextVar::new("reader");
+    fresh(|| {
+        PROBE.set(4);
+        READER.set(Reader(None));
+        assert_eq!(READER.get().unwrap().0, Some(4));
+    });
+}

@@ -1,0 +1,311 @@
+//! `ContextVar`: get, defaults, set, tokens and reset (PEP 567 rules).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use ctx_core::{Context, ContextVar, ResetError};
+use ctx_tests::fresh;
+
+static NAME: ContextVar<String> = ContextVar::new("name");
+static LEVEL: ContextVar<u32> = ContextVar::with_default("level", || 3);
+static OTHER: ContextVar<u32> = ContextVar::new("other");
+
+#[test]
+fn unset_variable_reads_none_and_set_value_reads_back() {
+    fresh(|| {
+        assert_eq!(NAME.name(), "name");
+        assert_eq!(NAME.get(), None);
+        NAME.set("ada".into());
+        assert_eq!(NAME.get().as_deref(), Some("ada"));
+        NAME.set("grace".into());
+        assert_eq!(NAME.get().as_deref(), Some("grace"));
+        assert_eq!(OTHER.get(), None, "variables are independent");
+    });
+}
+
+#[test]
+fn default_is_read_but_is_never_a_value_in_the_context() {
+    fresh(|| {
+        assert_eq!(LEVEL.get(), Some(3));
+        assert!(!Context::current().contains(&LEVEL));
+        assert_eq!(Context::current().get(&LEVEL), None);
+        assert!(Context::current().is_empty());
+
+        let token = LEVEL.set(5);
+        assert_eq!(token.old_value(), None, "a default is not an old value");
+        assert_eq!(LEVEL.get(), Some(5));
+        assert_eq!(Context::current().get(&LEVEL), Some(&5));
+        LEVEL.reset(token).unwrap();
+        assert_eq!(LEVEL.get(), Some(3));
+        assert!(!Context::current().contains(&LEVEL));
+    });
+}
+
+#[test]
+fn get_or_fallback_wins_over_the_default() {
+    fresh(|| {
+        assert_eq!(LEVEL.get_or(9), 9);
+        assert_eq!(OTHER.get_or(9), 9);
+        LEVEL.set(1);
+        assert_eq!(LEVEL.get_or(9), 1);
+    });
+}
+
+#[test]
+fn with_borrows_the_same_lookup_as_get() {
+    fresh(|| {
+        assert_eq!(NAME.with(|v| v.cloned()), None);
+        assert_eq!(LEVEL.with(|v| v.copied()), Some(3));
+        NAME.set("ada".into());
+        assert_eq!(NAME.with(|v| v.map(String::len)), Some(3));
+    });
+}
+
+#[test]
+fn with_callback_may_set_and_replace_the_value_it_borrows() {
+    fresh(|| {
+        NAME.set("ada".into());
+        let seen = NAME.with(|v| {
+            let token = NAME.set("grace".into());
+            assert_eq!(NAME.get().as_deref(), Some("grace"));
+            NAME.reset(token).unwrap();
+            NAME.set("linus".into());
+            v.cloned()
+        });
+        assert_eq!(
+            seen.as_deref(),
+            Some("ada"),
+            "the borrowed value outlives its replacement"
+        );
+        assert_eq!(NAME.get().as_deref(), Some("linus"));
+        Context::new().run(|| NAME.with(|_| Context::new().run(|| NAME.set("x".into()))));
+    });
+}
+
+#[test]
+fn token_reports_old_value_and_var_name() {
+    fresh(|| {
+        let t1 = OTHER.set(1);
+        assert_eq!(t1.old_value(), None);
+        assert_eq!(t1.var_name(), "other");
+        let t2 = OTHER.set(2);
+        assert_eq!(t2.old_value(), Some(&1));
+        assert!(format!("{t2:?}").contains("other"));
+    });
+}
+
+#[test]
+fn reset_restores_previous_value_or_absence() {
+    fresh(|| {
+        let t1 = OTHER.set(1);
+        let t2 = OTHER.set(2);
+        OTHER.reset(t2).unwrap();
+        assert_eq!(OTHER.get(), Some(1));
+        OTHER.reset(t1).unwrap();
+        assert_eq!(OTHER.get(), None);
+        assert!(!Context::current().contains(&OTHER));
+    });
+}
+
+#[test]
+fn reset_out_of_order_restores_each_tokens_own_before() {
+    fresh(|| {
+        let t1 = OTHER.set(1);
+        let t2 = OTHER.set(2);
+        OTHER.reset(t1).unwrap();
+        assert_eq!(OTHER.get(), None, "t1's before is absent");
+        assert!(!Context::current().contains(&OTHER));
+        OTHER.reset(t2).unwrap();
+        assert_eq!(OTHER.get(), Some(1), "t2's before is 1");
+    });
+}
+
+#[test]
+fn reset_with_another_variables_token_is_wrong_var_and_changes_nothing() {
+    fresh(|| {
+        let token = LEVEL.set(7);
+        OTHER.set(1);
+        let before = Context::current();
+        assert_eq!(OTHER.reset(token), Err(ResetError::WrongVar));
+        assert_eq!(LEVEL.get(), Some(7));
+        assert_eq!(OTHER.get(), Some(1));
+        assert_eq!(Context::current().len(), before.len());
+    });
+}
+
+#[test]
+fn reset_in_another_context_is_wrong_context_and_changes_nothing() {
+    fresh(|| {
+        let token = OTHER.set(1);
+        // A copy is a different context, even with the same values.
+        let mut copy = Context::current();
+        let error = copy.run(|| {
+            OTHER.set(2);
+            let error = OTHER.reset(token).unwrap_err();
+            assert_eq!(OTHER.get(), Some(2));
+            error
+        });
+        assert_eq!(error, ResetError::WrongContext);
+        assert_eq!(OTHER.get(), Some(1));
+
+        // A token from a context that never set anything.
+        let foreign = Context::new().run(|| OTHER.set(5));
+        assert_eq!(
+            Context::new().run(|| OTHER.reset(foreign)),
+            Err(ResetError::WrongContext)
+        );
+        assert_eq!(OTHER.get(), Some(1));
+    });
+}
+
+#[test]
+fn tokens_created_in_a_context_reset_when_it_is_entered_again() {
+    fresh(|| {
+        let mut ctx = Context::new();
+        let token = ctx.run(|| OTHER.set(1));
+        assert_eq!(OTHER.get(), None);
+        ctx.run(|| {
+            assert_eq!(OTHER.get(), Some(1));
+            OTHER.reset(token).unwrap();
+        });
+        assert!(ctx.is_empty());
+    });
+}
+
+#[test]
+fn reset_errors_say_what_to_do() {
+    fresh(|| {
+        let wrong_var = ResetError::WrongVar.to_string();
+        let wrong_ctx = ResetError::WrongContext.to_string();
+        assert!(wrong_var.contains("different ContextVar"), "{wrong_var}");
+        assert!(wrong_ctx.contains("different Context"), "{wrong_ctx}");
+        let _: &dyn std::error::Error = &ResetError::WrongVar;
+    });
+}
+
+#[test]
+fn set_scoped_resets_on_drop_and_can_be_disarmed() {
+    fresh(|| {
+        OTHER.set(1);
+        {
+            let guard = OTHER.set_scoped(2);
+            assert_eq!(guard.token().old_value(), Some(&1));
+            assert_eq!(OTHER.get(), Some(2));
+        }
+        assert_eq!(OTHER.get(), Some(1));
+        OTHER.set_scoped(3).reset().unwrap();
+        assert_eq!(OTHER.get(), Some(1));
+        let token = OTHER.set_scoped(4).into_token();
+        assert_eq!(OTHER.get(), Some(4));
+        OTHER.reset(token).unwrap();
+        assert_eq!(OTHER.get(), Some(1));
+    });
+}
+
+#[test]
+fn set_scoped_resets_on_panic() {
+    fresh(|| {
+        let caught = std::panic::catch_unwind(|| {
+            let _guard = OTHER.set_scoped(9);
+            panic!("boom");
+        });
+        assert!(caught.is_err());
+        assert_eq!(OTHER.get(), None);
+    });
+}
+
+#[test]
+fn reset_guard_dropped_in_another_context_panics_with_advice() {
+    fresh(|| {
+        let guard = OTHER.set_scoped(1);
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Context::new().run(move || drop(guard));
+        }))
+        .unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(message.contains("different Context"), "{message}");
+        assert_eq!(OTHER.get(), Some(1), "nothing changed");
+    });
+}
+
+#[test]
+fn default_is_built_at_most_once_under_concurrent_first_access() {
+    static BUILDS: AtomicUsize = AtomicUsize::new(0);
+    static SLOW: ContextVar<Vec<u8>> = ContextVar::with_default("slow", || {
+        BUILDS.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        vec![1, 2, 3]
+    });
+    fresh(|| {
+        let barrier = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SLOW.get()
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert_eq!(thread.join().unwrap(), Some(vec![1, 2, 3]));
+        }
+        assert_eq!(SLOW.get(), Some(vec![1, 2, 3]));
+        assert_eq!(BUILDS.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn default_builder_may_read_and_set_variables() {
+    static INNER: ContextVar<u32> = ContextVar::new("inner");
+    static SELF_READING: ContextVar<u32> =
+        ContextVar::with_default("self_reading", || SELF_READING.get().unwrap_or(10) + 1);
+    static OTHER_READING: ContextVar<u32> = ContextVar::with_default("other_reading", || {
+        let token = INNER.set(1);
+        let seen = INNER.get().unwrap() + LEVEL.get().unwrap();
+        INNER.reset(token).unwrap();
+        seen
+    });
+    fresh(|| {
+        // Its own default is not available while it is being built: no deadlock.
+        assert_eq!(SELF_READING.get(), Some(11));
+        assert_eq!(OTHER_READING.get(), Some(4));
+        assert_eq!(INNER.get(), None);
+    });
+}
+
+#[test]
+fn a_panicking_default_builder_is_retried() {
+    static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
+    static FLAKY: ContextVar<usize> = ContextVar::with_default("flaky", || {
+        if ATTEMPTS.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("first build fails");
+        }
+        7
+    });
+    fresh(|| {
+        assert!(std::panic::catch_unwind(|| FLAKY.get()).is_err());
+        assert_eq!(FLAKY.get(), Some(7));
+    });
+}
+
+#[test]
+fn variables_need_not_be_statics() {
+    fresh(|| {
+        let a: ContextVar<u8> = ContextVar::new("local");
+        let b: ContextVar<u8> = ContextVar::new("local");
+        a.set(1);
+        assert_eq!(a.get(), Some(1));
+        assert_eq!(b.get(), None, "same name, different variable");
+        assert!(format!("{a:?}").contains("local"));
+    });
+}
+
+#[test]
+fn token_and_context_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ctx_core::Token<String>>();
+    assert_send_sync::<Context>();
+    assert_send_sync::<ContextVar<String>>();
+    assert_send_sync::<ResetError>();
+}

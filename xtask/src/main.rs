@@ -1,0 +1,322 @@
+//! Project automation, std only: `cargo xtask <command>`.
+//!
+//! - `ci`: formatting, lints, every test (unit, integration, doc) and docs, warnings denied.
+//! - `bench [--quick]`: runs the criterion benchmarks, prints the comparison table with
+//!   ratios against each target, and writes it into `BENCHMARKS.md`.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("bench") => bench(args[1..].iter().any(|a| a == "--quick")),
+        Some("bench-report") => bench_report().map(|_| ()),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 ci            fmt check, clippy -D warnings, all tests, docs -D warnings\n  \
+                 bench         run the benchmarks and update BENCHMARKS.md (--quick: shorter runs)\n  \
+                 bench-report  rebuild the BENCHMARKS.md table from the last bench run"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T, E = String> = std::result::Result<T, E>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// `cargo args…` in the workspace root, announced on stderr.
+fn cargo_command(args: &[&str]) -> Command {
+    eprintln!("\n==> cargo {}", args.join(" "));
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(args).current_dir(root());
+    command
+}
+
+/// Runs `cargo args…`, failing on a non-zero exit.
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    let status = cargo_command(args)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn ci() -> Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    // Everything, then the core without its default features.
+    let lint_sets: [&[&str]; 2] = [
+        &["--workspace", "--all-targets"],
+        &["-p", "ctx-core", "--no-default-features"],
+    ];
+    for set in lint_sets {
+        cargo(&[&["clippy"], set, &["--", "-D", "warnings"]].concat(), &[])?;
+    }
+    cargo(
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    // Run each benchmark once, so that a broken bench fails CI.
+    cargo(
+        &["bench", "-p", "ctx-core", "--bench", "core", "--", "--test"],
+        &[],
+    )?;
+    // Last, so that the summary closes the log.
+    let (passed, failed) = cargo_test(&["test", "--workspace"])?;
+    eprintln!("\nxtask ci: all green");
+    println!("tests: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Runs `cargo test …`, echoing its output, and adds up its `test result:` lines.
+fn cargo_test(args: &[&str]) -> Result<(usize, usize)> {
+    let output = cargo_command(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    let (mut passed, mut failed) = (0, 0);
+    for line in stdout.lines().filter(|l| l.starts_with("test result:")) {
+        passed += count_before(line, " passed");
+        failed += count_before(line, " failed");
+    }
+    if !output.status.success() {
+        println!("tests: {passed} passed, {failed} failed");
+        return Err(format!(
+            "`cargo {}` failed ({})",
+            args.join(" "),
+            output.status
+        ));
+    }
+    if passed == 0 {
+        return Err("no test ran".into());
+    }
+    Ok((passed, failed))
+}
+
+/// The number just before `label` in `line` (`"… 12 passed; …"` → 12).
+fn count_before(line: &str, label: &str) -> usize {
+    line.find(label)
+        .and_then(|end| line[..end].rsplit(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn bench(quick: bool) -> Result<()> {
+    let mut args = vec!["bench", "-p", "ctx-core", "--bench", "core", "--"];
+    if quick {
+        args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+    }
+    cargo(&args, &[])?;
+    let table = bench_report()?;
+    println!("{table}");
+    Ok(())
+}
+
+/// One row of the comparison: a ctx figure, its peer, and the target ratio.
+struct Target {
+    what: &'static str,
+    ours: &'static str,
+    peer: &'static str,
+    kind: TargetKind,
+}
+
+enum TargetKind {
+    /// `ours / peer` at most this.
+    Ratio(f64),
+    /// `(ours - peer) / polls` at most this many nanoseconds.
+    PerPollOverhead { polls: f64, max_ns: f64 },
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        what: "`get` of a `u64`, 8 vars set vs tokio `task_local` `get`",
+        ours: "get/ctx/8",
+        peer: "get/tokio_task_local",
+        kind: TargetKind::Ratio(1.5),
+    },
+    Target {
+        what: "`get`, 1024 vars set vs the 8-var `get`",
+        ours: "get/ctx/1024",
+        peer: "get/ctx/8",
+        kind: TargetKind::Ratio(2.0),
+    },
+    Target {
+        what: "`set` + `reset`, 8 vars vs opentelemetry `with_value`+`attach`+drop",
+        ours: "set_reset/ctx/8",
+        peer: "set_reset/otel_attach/8",
+        kind: TargetKind::Ratio(0.3),
+    },
+    Target {
+        what: "`sync_scope` enter+get+exit, 8 vars vs tokio `sync_scope`",
+        ours: "sync_scope/ctx/8",
+        peer: "sync_scope/tokio_task_local",
+        kind: TargetKind::Ratio(3.0),
+    },
+    Target {
+        what: "`Context::current()` (copy), 8 vars vs `thread_local!` read",
+        ours: "current/ctx/8",
+        peer: "current/thread_local",
+        kind: TargetKind::Ratio(2.5),
+    },
+    Target {
+        what: "`Context::current()` (copy), 1024 vars vs `thread_local!` read",
+        ours: "current/ctx/1024",
+        peer: "current/thread_local",
+        kind: TargetKind::Ratio(2.5),
+    },
+    Target {
+        what: "`WithContext` poll overhead, future yielding 1000 times",
+        ours: "poll/with_context/8",
+        peer: "poll/bare",
+        kind: TargetKind::PerPollOverhead {
+            polls: 1001.0,
+            max_ns: 3.0,
+        },
+    },
+];
+
+const BEGIN: &str = "<!-- xtask:bench:begin -->";
+const END: &str = "<!-- xtask:bench:end -->";
+
+/// Builds the tables from criterion's saved estimates and writes them into BENCHMARKS.md.
+fn bench_report() -> Result<String> {
+    let dir = root().join("target/criterion");
+    let mut all = Vec::new();
+    collect_estimates(&dir, &dir, &mut all)?;
+    if all.is_empty() {
+        return Err("no benchmark results under target/criterion; run `cargo xtask bench`".into());
+    }
+    all.sort_by_key(|(id, _)| natural_key(id));
+    let find = |id: &str| all.iter().find(|(name, _)| name == id).map(|(_, ns)| *ns);
+
+    let mut out = String::new();
+    out.push_str("| target | ctx | peer | ratio / overhead | goal | met |\n");
+    out.push_str("|---|---:|---:|---:|---:|:---:|\n");
+    for target in TARGETS {
+        let (Some(ours), Some(peer)) = (find(target.ours), find(target.peer)) else {
+            let _ = writeln!(out, "| {} | – | – | not measured | | |", target.what);
+            continue;
+        };
+        let (value, goal, met) = match target.kind {
+            TargetKind::Ratio(max) => {
+                let ratio = ours / peer;
+                (format!("{ratio:.2}×"), format!("≤ {max}×"), ratio <= max)
+            }
+            TargetKind::PerPollOverhead { polls, max_ns } => {
+                let per_poll = (ours - peer) / polls;
+                (
+                    format!("{per_poll:.2} ns/poll"),
+                    format!("≤ {max_ns} ns"),
+                    per_poll <= max_ns,
+                )
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {value} | {goal} | {} |",
+            target.what,
+            show_ns(ours),
+            show_ns(peer),
+            if met { "yes" } else { "**no**" }
+        );
+    }
+    out.push_str(
+        "\nAll figures (median time per iteration):\n\n| benchmark | time |\n|---|---:|\n",
+    );
+    for (name, ns) in &all {
+        let _ = writeln!(out, "| `{name}` | {} |", show_ns(*ns));
+    }
+
+    let path = root().join("BENCHMARKS.md");
+    let text = fs::read_to_string(&path).map_err(|e| format!("reading BENCHMARKS.md: {e}"))?;
+    let (Some(begin), Some(end)) = (text.find(BEGIN), text.find(END)) else {
+        return Err(format!("BENCHMARKS.md lacks the {BEGIN} … {END} markers"));
+    };
+    let updated = format!("{}{BEGIN}\n{out}{}", &text[..begin], &text[end..]);
+    fs::write(&path, updated).map_err(|e| format!("writing BENCHMARKS.md: {e}"))?;
+    Ok(out)
+}
+
+/// Finds every `<id>/new/estimates.json` below `dir`, as (`id`, median in ns).
+fn collect_estimates(base: &Path, dir: &Path, out: &mut Vec<(String, f64)>) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() || path.file_name().is_some_and(|n| n == "report") {
+            continue;
+        }
+        let estimates = path.join("new/estimates.json");
+        if estimates.is_file() {
+            let json = fs::read_to_string(&estimates).map_err(|e| e.to_string())?;
+            let id = path
+                .strip_prefix(base)
+                .map_err(|e| e.to_string())?
+                .to_string_lossy()
+                .replace('\\', "/");
+            let median = point_estimate(&json, "median")
+                .ok_or_else(|| format!("no median in {}", estimates.display()))?;
+            out.push((id, median));
+        } else {
+            collect_estimates(base, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `"<stat>": { … "point_estimate": X … }` from criterion's estimates.json.
+fn point_estimate(json: &str, stat: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{stat}\""))?;
+    let rest = &json[at..];
+    let value = &rest[rest.find("\"point_estimate\"")? + "\"point_estimate\"".len()..];
+    let value = value.trim_start().strip_prefix(':')?.trim_start();
+    let end = value
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+')))
+        .unwrap_or(value.len());
+    value[..end].parse().ok()
+}
+
+/// Sorts `get/ctx/8` before `get/ctx/64`.
+fn natural_key(id: &str) -> Vec<(String, u64)> {
+    id.split('/')
+        .map(|part| match part.parse::<u64>() {
+            Ok(n) => (String::new(), n),
+            Err(_) => (part.to_owned(), 0),
+        })
+        .collect()
+}
+
+fn show_ns(ns: f64) -> String {
+    if ns >= 1_000_000.0 {
+        format!("{:.2} ms", ns / 1_000_000.0)
+    } else if ns >= 1_000.0 {
+        format!("{:.2} µs", ns / 1_000.0)
+    } else {
+        format!("{ns:.2} ns")
+    }
+}
