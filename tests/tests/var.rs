@@ -309,3 +309,45 @@ fn token_and_context_are_send_and_sync() {
     assert_send_sync::<ContextVar<String>>();
     assert_send_sync::<ResetError>();
 }
+
+#[test]
+fn values_of_every_shape_read_back_through_their_own_variable() {
+    #[derive(Debug, Clone, PartialEq)]
+    #[repr(align(64))]
+    struct Aligned([u8; 3]);
+    #[derive(Debug, Clone, PartialEq)]
+    struct Unit;
+
+    static ZST: ContextVar<Unit> = ContextVar::new("zst");
+    static BYTE: ContextVar<u8> = ContextVar::new("byte");
+    static WIDE: ContextVar<u128> = ContextVar::new("wide");
+    static ALIGNED: ContextVar<Aligned> = ContextVar::new("aligned");
+    static TEXT: ContextVar<String> = ContextVar::new("text");
+    static LIST: ContextVar<Vec<u64>> = ContextVar::new("list");
+    static CALLBACK: ContextVar<Arc<dyn Fn(u32) -> u32 + Send + Sync>> =
+        ContextVar::new("callback");
+    static BIG: ContextVar<[u64; 64]> = ContextVar::new("big");
+    fresh(|| {
+        ZST.set(Unit);
+        BYTE.set(7);
+        WIDE.set(u128::MAX - 1);
+        ALIGNED.set(Aligned([1, 2, 3]));
+        TEXT.set("text".into());
+        LIST.set(vec![1, 2, 3]);
+        CALLBACK.set(Arc::new(|x| x * 2));
+        BIG.set([9; 64]);
+        let snapshot = Context::current();
+        assert_eq!(ZST.get(), Some(Unit));
+        assert_eq!(BYTE.get(), Some(7));
+        assert_eq!(WIDE.get(), Some(u128::MAX - 1));
+        assert_eq!(ALIGNED.get(), Some(Aligned([1, 2, 3])));
+        assert!(ALIGNED.with(|a| std::ptr::from_ref(a.unwrap()).is_aligned()));
+        assert_eq!(TEXT.get().as_deref(), Some("text"));
+        assert_eq!(LIST.with(|l| l.map(|l| l.iter().sum::<u64>())), Some(6));
+        assert_eq!(CALLBACK.get().map(|f| f(21)), Some(42));
+        assert_eq!(BIG.get().map(|b| b.iter().sum::<u64>()), Some(9 * 64));
+        assert_eq!(snapshot.get(&WIDE), Some(&(u128::MAX - 1)));
+        let token = TEXT.set("more".into());
+        assert_eq!(token.old_value().map(String::as_str), Some("text"));
+    });
+}
