@@ -4,10 +4,12 @@
 //! writes them into BENCHMARKS.md. Peers: a `thread_local!` `Cell`, tokio's
 //! `task_local!`, and opentelemetry's `Context`.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
@@ -102,6 +104,15 @@ fn set_reset(c: &mut Criterion) {
             });
         });
     }
+    // The floor under any design that shares values between contexts: one `Arc`
+    // allocated by `set` and freed by `reset`.
+    group.bench_function("floor_arc_alloc_free", |b| {
+        b.iter(|| {
+            drop(black_box(
+                Arc::new(black_box(7u64)) as Arc<dyn Any + Send + Sync>
+            ))
+        });
+    });
     let otel_cx = otel::context_with_8();
     group.bench_with_input(BenchmarkId::new("otel_attach", 8), &8, |b, _| {
         let _attached = otel_cx.clone().attach();
@@ -175,6 +186,9 @@ fn poll(c: &mut Criterion) {
     let (ctx, _) = context_with(8);
     group.bench_with_input(BenchmarkId::new("with_context", 8), &8, |b, _| {
         b.iter(|| drive(Yields(black_box(1000)).with_context(ctx.clone())));
+    });
+    group.bench_function("tokio_task_local_scope", |b| {
+        b.iter(|| drive(TASK_LOCAL.scope(7, Yields(black_box(1000)))));
     });
     group.finish();
 }

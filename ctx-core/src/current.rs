@@ -4,8 +4,17 @@
 //! mutably for a few instructions. Entering a context ([`Context::run`], each poll of a
 //! [`WithContext`](crate::WithContext)) swaps the entered context *into* the slot and the
 //! previous one out, and swaps them back when the guard drops, on return, on panic, or
-//! when a future is dropped. A swap moves three words: no reference count changes, no
+//! when a future is dropped. A swap moves two words: no reference count changes, no
 //! allocation, nothing dropped.
+//!
+//! [`ContextVar::sync_scope`](crate::ContextVar::sync_scope) must behave as if it ran its
+//! closure in a copy of the current context with one more value. Copying the map's root
+//! and dropping it again costs more than the closure usually does, so a scope instead
+//! writes its value into the current map in place and undoes that write on exit. The
+//! copy is made only if the closure itself sets a variable: the context then carries the
+//! [`SCOPED`] identity, and [`Current::prepare_write`] first rebuilds the innermost
+//! scope's "before" map. A snapshot taken inside the closure needs nothing: it shares the
+//! map, and the undo copies on write like any other write.
 //!
 //! The discipline that keeps this sound: no user code (a value's `Drop`, a default
 //! builder, a callback) runs while the slot is mutably borrowed. Values that a write
@@ -16,9 +25,67 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Context;
 use crate::error::AccessError;
+use crate::map::{Map, Value};
 
 thread_local! {
-    static CURRENT: RefCell<Context> = const { RefCell::new(Context::new()) };
+    static CURRENT: RefCell<Current> = const {
+        RefCell::new(Current { context: Context::new(), scopes: Vec::new() })
+    };
+}
+
+/// The context identity of a context inside a `sync_scope` that no `set` has written
+/// to yet. Never handed out by [`next_context_id`], so no token carries it.
+const SCOPED: u64 = u64::MAX;
+
+/// A thread's current context, and the `sync_scope`s open on it.
+pub(crate) struct Current {
+    pub(crate) context: Context,
+    /// Innermost last. Scopes are closures, so they nest with `run` and polls: the
+    /// innermost scope always belongs to the context that is current.
+    scopes: Vec<Scope>,
+}
+
+/// What undoes one `sync_scope`.
+struct Scope {
+    var: u32,
+    name: &'static str,
+    /// The variable's value before the scope.
+    old: Option<Value>,
+    /// The context's identity before the scope.
+    saved_id: u64,
+    /// The whole map before the scope, once a write inside it made undoing by hand
+    /// impossible.
+    saved: Option<Map>,
+}
+
+impl Current {
+    /// Readies the current context for a `set`: gives it an identity for tokens, and
+    /// inside a scope nobody has written to yet, first records the map that scope must
+    /// restore.
+    pub(crate) fn prepare_write(&mut self) -> u64 {
+        match self.context.id {
+            0 => self.context.id = next_context_id(),
+            SCOPED => {
+                // The innermost open scope belongs to this context, and nothing has
+                // written to it yet. Scopes further out need nothing: they had no write
+                // either, and this one will restore exactly what they saw.
+                let scope = self
+                    .scopes
+                    .last_mut()
+                    .expect("a scoped context has a scope open");
+                let mut before = self.context.map.clone();
+                // What this drops from `before` is still in the live map: nothing is freed.
+                match &scope.old {
+                    Some(old) => drop(before.insert(scope.var, scope.name, old.clone())),
+                    None => drop(before.remove(scope.var)),
+                }
+                scope.saved = Some(before);
+                self.context.id = next_context_id();
+            }
+            _ => {}
+        }
+        self.context.id
+    }
 }
 
 /// Runs `f` with the current context borrowed shared.
@@ -27,7 +94,7 @@ thread_local! {
 #[inline]
 pub(crate) fn with<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessError> {
     CURRENT
-        .try_with(|slot| f(&slot.borrow()))
+        .try_with(|slot| f(&slot.borrow().context))
         .map_err(|_| AccessError::new())
 }
 
@@ -39,7 +106,7 @@ pub(crate) fn with<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessError> {
 /// value's `Clone` implementation (called by [`ContextVar::get`](crate::ContextVar::get))
 /// can arrange.
 #[inline]
-pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Context) -> R) -> Result<R, AccessError> {
+pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, AccessError> {
     CURRENT
         .try_with(|slot| match slot.try_borrow_mut() {
             Ok(mut current) => f(&mut current),
@@ -57,7 +124,7 @@ pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Context) -> R) -> Result<R, Access
 /// While entered, `ctx` holds the previous current context; the guard swaps them back.
 #[inline]
 pub(crate) fn enter(ctx: &mut Context) -> Result<Entered<'_>, AccessError> {
-    with_mut(|current| std::mem::swap(current, ctx))?;
+    with_mut(|current| std::mem::swap(&mut current.context, ctx))?;
     Ok(Entered { ctx })
 }
 
@@ -71,7 +138,56 @@ impl Drop for Entered<'_> {
     fn drop(&mut self) {
         // Cannot fail: `enter` succeeded, so the slot is alive, and nothing on this
         // thread can hold a borrow across the scope of a guard.
-        let _ = with_mut(|current| std::mem::swap(current, self.ctx));
+        let _ = with_mut(|current| std::mem::swap(&mut current.context, self.ctx));
+    }
+}
+
+/// Sets `var` to `value` in the current context until the returned guard drops, as if
+/// in a copy of it: see the module documentation.
+pub(crate) fn scope(var: u32, name: &'static str, value: Value) -> Result<Scoped, AccessError> {
+    with_mut(|current| {
+        let old = current.context.map.insert(var, name, value);
+        let saved_id = std::mem::replace(&mut current.context.id, SCOPED);
+        current.scopes.push(Scope {
+            var,
+            name,
+            old,
+            saved_id,
+            saved: None,
+        });
+    })?;
+    Ok(Scoped { _private: () })
+}
+
+/// Closes the innermost `sync_scope` when dropped: restores the map and identity the
+/// context had before it.
+pub(crate) struct Scoped {
+    _private: (),
+}
+
+impl Drop for Scoped {
+    fn drop(&mut self) {
+        // Dropped after the borrow ends: the scope's value, or the map the closure
+        // wrote to, may hold the last reference to values with a `Drop` of their own.
+        let _displaced = with_mut(|current| {
+            let scope = current.scopes.pop().expect("one frame per open scope");
+            let context = &mut current.context;
+            context.id = scope.saved_id;
+            match scope.saved {
+                Some(before) => (
+                    Some(std::mem::replace(&mut context.map, before)),
+                    None,
+                    scope.old,
+                ),
+                None => {
+                    let scoped = match scope.old {
+                        Some(old) => context.map.insert(scope.var, scope.name, old),
+                        None => context.map.remove(scope.var),
+                    };
+                    (None, scoped, None)
+                }
+            }
+        });
     }
 }
 

@@ -115,9 +115,17 @@ impl Map {
     }
 
     /// Sets `id` to `value`, returning the value it replaces.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u32, name: &'static str, value: Value) -> Option<Value> {
-        let root = self.root.get_or_insert_with(|| Arc::new(Node::new()));
-        Arc::make_mut(root).insert(Leaf { id, name, value }, 0)
+        let root = Arc::make_mut(self.root.get_or_insert_with(|| Arc::new(Node::new())));
+        // The common write, a variable already in the root, without the general descent.
+        let at = usize::from(root.index[chunk(id, 0)]).wrapping_sub(1);
+        if let Some(Slot::Leaf(leaf)) = root.slots.get_mut(at) {
+            if leaf.id == id {
+                return Some(mem::replace(&mut leaf.value, value));
+            }
+        }
+        root.insert(Leaf { id, name, value }, 0)
     }
 
     /// Removes `id`, returning its value.

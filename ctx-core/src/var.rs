@@ -203,11 +203,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn try_set(&self, value: T) -> Result<Token<T>, AccessError> {
         let id = self.id();
         let value: crate::map::Value = Arc::new(value);
-        let (context_id, old) = current::with_mut(|ctx| {
-            if ctx.id == 0 {
-                ctx.id = current::next_context_id();
-            }
-            (ctx.id, ctx.map.insert(id, self.name, value))
+        let (context_id, old) = current::with_mut(|current| {
+            let context_id = current.prepare_write();
+            (context_id, current.context.map.insert(id, self.name, value))
         })?;
         Ok(Token::new(id, self.name, context_id, old))
     }
@@ -255,7 +253,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         }
         // Whatever leaves the map (or the unused `old`, on error) is dropped only after
         // the borrow ends: its `Drop` is user code.
-        let displaced = current::with_mut(|ctx| {
+        let displaced = current::with_mut(|current| {
+            let ctx = &mut current.context;
             if ctx.id == 0 || ctx.id != token_context {
                 return Err(old);
             }
@@ -297,7 +296,11 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     }
 
     /// Runs `f` in a copy of the current context with this variable set to `value`.
-    /// Sets inside `f` stay inside it.
+    /// Sets inside `f` stay inside it, and tokens from outside are not accepted inside
+    /// (nor the reverse), as for any copy.
+    ///
+    /// The copy is lazy: the value is written in place and taken out again on exit, and
+    /// the map is copied only if `f` itself sets a variable.
     ///
     /// ```
     /// use ctx_core::ContextVar;
@@ -314,7 +317,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// As [`Context::run`].
     pub fn sync_scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
-        Context::current().with_value(self, value).run(f)
+        let _scope = current::scope(self.id(), self.name, Arc::new(value)).unwrap_or_else(|_| {
+            panic!("ctx: ContextVar::sync_scope called while the thread is exiting")
+        });
+        f()
     }
 
     /// A clone of the value set in the current context.

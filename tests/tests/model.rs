@@ -29,6 +29,8 @@ enum Op {
     WithValue(usize, usize, u8),
     /// Drop saved copy `n`.
     Forget(usize),
+    /// Run the nested program inside `var.sync_scope(value, ..)`.
+    SyncScope(usize, u8, Vec<Op>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -40,7 +42,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::Forget),
     ];
     leaf.prop_recursive(3, 64, 12, |inner| {
-        (any::<usize>(), prop::collection::vec(inner, 0..12)).prop_map(|(n, ops)| Op::Run(n, ops))
+        prop_oneof![
+            (any::<usize>(), prop::collection::vec(inner.clone(), 0..12))
+                .prop_map(|(n, ops)| Op::Run(n, ops)),
+            (0..3usize, any::<u8>(), prop::collection::vec(inner, 0..12))
+                .prop_map(|(v, x, ops)| Op::SyncScope(v, x, ops)),
+        ]
     })
 }
 
@@ -158,6 +165,17 @@ impl Machine {
                         saved.ctx = Some(ctx);
                         saved.model = inner;
                     }
+                }
+                Op::SyncScope(var, value, nested) => {
+                    // As if run in a copy of the current context, plus one value.
+                    self.next_tag += 1;
+                    let inner_tag = self.next_tag;
+                    let mut inner = model.clone();
+                    inner.insert(*var, *value);
+                    VARS[*var].sync_scope(*value, || {
+                        self.check(&inner);
+                        self.exec(nested, &mut inner, inner_tag);
+                    });
                 }
                 Op::WithValue(n, var, value) => {
                     if self.saved.is_empty() {

@@ -226,3 +226,71 @@ fn reading_from_a_clone_impl_during_get_is_fine() {
         assert_eq!(READER.get().unwrap().0, Some(4));
     });
 }
+
+/// A value whose `Drop` panics when armed.
+#[derive(Debug)]
+struct Bomb(bool);
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if self.0 {
+            panic!("bomb");
+        }
+    }
+}
+
+static BOMB: ContextVar<Bomb> = ContextVar::new("bomb");
+
+/// Runs `f`, which must panic with the bomb, then checks that the thread's context is
+/// consistent and fully usable.
+fn explodes(f: impl FnOnce()) {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    assert_eq!(*caught.unwrap_err().downcast::<&str>().unwrap(), "bomb");
+    assert_eq!(PROBE.get(), Some(3));
+    let token = PROBE.set(77);
+    assert_eq!(PROBE.get(), Some(77));
+    PROBE.reset(token).unwrap();
+    Context::new().run(|| PROBE.set(1));
+    assert_eq!(PROBE.get(), Some(3));
+}
+
+#[test]
+fn a_panicking_drop_leaves_the_context_consistent_on_every_path() {
+    fresh(|| {
+        PROBE.set(3);
+
+        // Displaced by `reset`: the reset has happened.
+        let token = BOMB.set(Bomb(true));
+        explodes(|| BOMB.reset(token).unwrap());
+        assert!(!Context::current().contains(&BOMB));
+
+        // Replaced by `set`, dropped with the token.
+        BOMB.set(Bomb(true));
+        explodes(|| drop(BOMB.set(Bomb(false))));
+        assert!(BOMB.with(|b| b.is_some_and(|b| !b.0)));
+
+        // Dropped with a context after `run`.
+        explodes(|| {
+            let mut ctx = Context::new();
+            ctx.run(|| BOMB.set(Bomb(true)));
+            drop(ctx);
+        });
+
+        // Dropped at the end of a `sync_scope`, with and without a write inside.
+        explodes(|| BOMB.sync_scope(Bomb(true), || {}));
+        explodes(|| BOMB.sync_scope(Bomb(true), || drop(PROBE.set(4))));
+        assert!(
+            BOMB.with(|b| b.is_some_and(|b| !b.0)),
+            "the outer value is back"
+        );
+
+        // Dropped inside a `WithContext`'s own drop.
+        explodes(|| {
+            let held = Bomb(true);
+            let fut = Context::new().with_value(&PROBE, 9).scope(async move {
+                let _held = held;
+            });
+            drop(fut);
+        });
+    });
+}
