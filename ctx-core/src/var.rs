@@ -147,7 +147,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// without cloning it.
     ///
     /// `f` may itself read and set variables, and enter contexts: the value is kept alive
-    /// for the call even if `f` replaces it.
+    /// for the call even if `f` replaces it. That costs one reference-count increment on
+    /// the value, which threads reading the same value share; for small values `get` is
+    /// cheaper.
     ///
     /// ```
     /// use ctx_core::ContextVar;
@@ -255,7 +257,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         // the borrow ends: its `Drop` is user code.
         let displaced = current::with_mut(|current| {
             let ctx = &mut current.context;
-            if ctx.id == 0 || ctx.id != token_context {
+            // Tokens always carry a real identity, never the 0 of an unwritten context.
+            if ctx.id != token_context {
                 return Err(old);
             }
             Ok(match old {
