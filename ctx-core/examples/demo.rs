@@ -8,11 +8,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use ctx_core::{Context, ContextVar, FutureExt, copy_context};
+use ctx_core::{Context, FutureExt, context_var, copy_context, with_context};
 
-static USER: ContextVar<String> = ContextVar::new("user");
-static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
-static LEVEL: ContextVar<u32> = ContextVar::with_default("level", || 3);
+#[context_var]
+static USER: String;
+
+#[context_var(name = "request.id")]
+static REQUEST_ID: u64;
+
+#[context_var]
+static LEVEL: u32 = 3;
 
 fn main() {
     println!("== set, get, defaults, tokens");
@@ -76,7 +81,30 @@ fn main() {
         "LEVEL inside sync_scope: {inner:?}, after: {:?}",
         LEVEL.get()
     );
+
+    println!("\n== #[with_context]: every call runs in its own copy, captured at the call");
+    let call = handle("grace", 42); // captured here, with the presets
+    USER.set("changed after the call".into());
+    run_tasks(vec![Box::pin(call)]);
+    println!(
+        "back in main: USER = {:?}, LEVEL = {:?}",
+        USER.get(),
+        LEVEL.get()
+    );
+
     println!("\nthe current context holds: {:?}", Context::current());
+}
+
+#[with_context(USER = user.to_owned(), REQUEST_ID = id)]
+async fn handle(user: &str, id: u64) {
+    LEVEL.set(0); // stays in this call
+    Yield(1).await;
+    println!(
+        "handle sees USER = {:?}, REQUEST_ID = {:?}, LEVEL = {:?}",
+        USER.get(),
+        REQUEST_ID.get(),
+        LEVEL.get()
+    );
 }
 
 async fn sub() {

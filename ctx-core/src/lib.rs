@@ -56,6 +56,60 @@ pub use future::{FutureExt, WithContext};
 pub use token::{ResetGuard, Token};
 pub use var::ContextVar;
 
+#[cfg(feature = "macros")]
+pub use ctx_macros::{context_var, with_context};
+
+/// What the macros' expansions name, by absolute path. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::{Context, ContextVar, WithContext};
+    pub use ::core::future::Future;
+
+    /// What a `#[with_context(VAR = value)]` preset may name.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is not a `ContextVar`",
+        label = "a `#[with_context]` preset sets a `ContextVar`",
+        note = "declare it with `#[context_var] static NAME: Type;`"
+    )]
+    pub trait Preset<T> {
+        /// The variable itself.
+        fn var(&self) -> &ContextVar<T>;
+    }
+
+    impl<T: Send + Sync + 'static> Preset<T> for ContextVar<T> {
+        #[inline]
+        fn var(&self) -> &ContextVar<T> {
+            self
+        }
+    }
+
+    /// `context` with the preset `var = value`. The value's type is a parameter of its
+    /// own, so that naming something other than a variable is exactly one error.
+    #[inline]
+    pub fn preset<T, V>(context: Context, var: &V, value: T) -> Context
+    where
+        T: Send + Sync + 'static,
+        V: Preset<T> + ?Sized,
+    {
+        context.with_value(var.var(), value)
+    }
+
+    /// `fut` in `context`; the explicit `Output` lets an `async` block use `?`.
+    #[inline]
+    pub fn scope_async<F, Output>(context: Context, fut: F) -> WithContext<F>
+    where
+        F: Future<Output = Output>,
+    {
+        WithContext::new(context, fut)
+    }
+
+    /// `f` in `context`.
+    #[inline]
+    pub fn scope_sync<R>(mut context: Context, f: impl FnOnce() -> R) -> R {
+        context.run(f)
+    }
+}
+
 /// The README's examples, compiled as doc tests so that they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

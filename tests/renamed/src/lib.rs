@@ -1,0 +1,1 @@
+//! The macros through a renamed dependency: see `tests/renamed.rs`.

@@ -1,0 +1,26 @@
+//! Misuse of the macros gives clear, spanned compile errors.
+//!
+//! The expected `.stderr` files are checked against one toolchain, [`PINNED`]: compiler
+//! messages change between releases. On another toolchain these tests report themselves
+//! skipped (set `CTX_UI_TESTS=1` to run them anyway, `TRYBUILD=overwrite` to re-bless).
+
+use std::process::Command;
+
+/// The toolchain the committed `.stderr` files were produced with.
+const PINNED: &str = "1.95.0";
+
+#[test]
+fn macro_misuse_is_a_spanned_compile_error() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let pinned = version.starts_with(&format!("rustc {PINNED} "));
+    if !pinned && std::env::var_os("CTX_UI_TESTS").is_none() {
+        eprintln!("skipped: UI tests are pinned to rustc {PINNED}, this is {version}");
+        return;
+    }
+    trybuild::TestCases::new().compile_fail("ui/*.rs");
+}

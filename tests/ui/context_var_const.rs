@@ -1,0 +1,6 @@
+use ctx_core::context_var;
+
+#[context_var]
+const LEVEL: u32 = 3;
+
+fn main() {}

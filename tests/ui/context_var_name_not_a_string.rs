@@ -1,0 +1,8 @@
+use ctx_core::context_var;
+
+#[context_var(name = 3)]
+static LEVEL: u32;
+
+fn main() {
+    let _ = LEVEL.get();
+}

@@ -1,0 +1,9 @@
+use ctx_core::context_var;
+
+#[context_var]
+static mut USER: String;
+
+fn main() {
+    // No cascade: the variable is still declared.
+    let _ = USER.get();
+}

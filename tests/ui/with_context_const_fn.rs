@@ -1,0 +1,10 @@
+use ctx_core::with_context;
+
+#[with_context]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {
+    let _ = answer();
+}
