@@ -18,6 +18,8 @@ use std::thread;
 
 use ctx_core::Context;
 
+pub mod runtime;
+
 /// Runs `f` in a new, empty context and checks that the thread's own context is left
 /// exactly as it was.
 pub fn fresh<R>(f: impl FnOnce() -> R) -> R {
@@ -29,6 +31,20 @@ pub fn fresh<R>(f: impl FnOnce() -> R) -> R {
         "a test leaked into the thread's context"
     );
     result
+}
+
+/// The seed's first example (PEP 567's asyncio example): `main` sets `"main"`, awaits
+/// `sub`, which sees `"main"` and sets `"sub"`; `main` then sees `"sub"`.
+pub async fn seed_main(var: &'static ctx_core::ContextVar<String>) {
+    var.set("main".into());
+    seed_sub(var).await;
+    assert_eq!(var.get().as_deref(), Some("sub"));
+}
+
+async fn seed_sub(var: &'static ctx_core::ContextVar<String>) {
+    assert_eq!(var.get().as_deref(), Some("main"));
+    var.set("sub".into());
+    assert_eq!(var.get().as_deref(), Some("sub"));
 }
 
 /// Drives `fut` to completion on this thread, parking while it is pending.

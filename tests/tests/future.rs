@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use ctx_core::{Context, ContextVar, FutureExt};
-use ctx_tests::{Pool, Tracked, block_on, fresh, poll_once, yield_now};
+use ctx_tests::{Pool, Tracked, block_on, fresh, poll_once, seed_main, yield_now};
 
 static VAR: ContextVar<String> = ContextVar::new("my_variable");
 static COUNT: ContextVar<usize> = ContextVar::new("count");
@@ -14,17 +14,7 @@ static COUNT: ContextVar<usize> = ContextVar::new("count");
 /// The seed's first example: a set inside an awaited coroutine is visible to the caller.
 #[test]
 fn awaiting_shares_the_callers_context() {
-    async fn main() {
-        VAR.set("main".into());
-        sub().await;
-        assert_eq!(VAR.get().as_deref(), Some("sub"));
-    }
-    async fn sub() {
-        assert_eq!(VAR.get().as_deref(), Some("main"));
-        VAR.set("sub".into());
-        assert_eq!(VAR.get().as_deref(), Some("sub"));
-    }
-    fresh(|| block_on(main().in_current_context()));
+    fresh(|| block_on(seed_main(&VAR).in_current_context()));
 }
 
 /// The seed's second example, on a multi-threaded executor that knows nothing of ctx:

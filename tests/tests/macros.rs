@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ctx_core::{Context, context_var, with_context};
-use ctx_tests::{Pool, block_on, fresh, yield_now};
+use ctx_tests::{Pool, block_on, fresh, seed_main, yield_now};
 
 #[context_var]
 static VAR: String;
@@ -33,17 +33,7 @@ static r#type: &'static str = "raw";
 /// The seed's first example, written with the macros.
 #[test]
 fn seed_example_with_macros() {
-    async fn main() {
-        VAR.set("main".into());
-        sub().await;
-        assert_eq!(VAR.get().as_deref(), Some("sub"));
-    }
-    async fn sub() {
-        assert_eq!(VAR.get().as_deref(), Some("main"));
-        VAR.set("sub".into());
-        assert_eq!(VAR.get().as_deref(), Some("sub"));
-    }
-    fresh(|| block_on(main()));
+    fresh(|| block_on(seed_main(&VAR)));
 }
 
 #[test]
