@@ -59,13 +59,25 @@ impl<F> WithContext<F> {
         &self.context
     }
 
-    /// Runs `f` on the pinned inner future with the context entered.
-    fn in_context<R>(self: Pin<&mut Self>, f: impl FnOnce(Pin<&mut F>) -> R) -> R {
-        let this = self.project();
+    /// Runs `f` on the pinned inner future with the context entered; drops the inner
+    /// future there too, when `f` says it is finished.
+    fn in_context<R>(self: Pin<&mut Self>, f: impl FnOnce(Pin<&mut F>) -> (R, bool)) -> R {
+        let mut this = self.project();
         let _entered = current::enter(this.context).unwrap_or_else(|_| {
             panic!("ctx: WithContext polled while the thread is exiting (thread-locals destroyed)")
         });
-        f(this.inner.as_pin_mut().expect("present until dropped"))
+        let inner = this
+            .inner
+            .as_mut()
+            .as_pin_mut()
+            .expect("ctx: WithContext polled after it completed");
+        let (out, finished) = f(inner);
+        if finished {
+            // Already inside the context: dropping here spares the drop of the wrapper
+            // (a finished task's usual end) from entering it a second time.
+            this.inner.set(None);
+        }
+        out
     }
 }
 
@@ -74,7 +86,11 @@ impl<F: Future> Future for WithContext<F> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        self.in_context(|inner| inner.poll(cx))
+        self.in_context(|inner| {
+            let poll = inner.poll(cx);
+            let finished = poll.is_ready();
+            (poll, finished)
+        })
     }
 }
 
@@ -83,7 +99,8 @@ impl<S: futures_core::Stream> futures_core::Stream for WithContext<S> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
-        self.in_context(|inner| inner.poll_next(cx))
+        // A stream may be polled again after it ends: keep it.
+        self.in_context(|inner| (inner.poll_next(cx), false))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

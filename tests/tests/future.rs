@@ -251,3 +251,33 @@ fn with_context_keeps_send_and_shows_its_context() {
         );
     });
 }
+
+#[test]
+fn a_finished_future_is_dropped_at_completion_inside_its_context() {
+    fresh(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, seen_in_drop) = std::sync::mpsc::channel();
+        let held = Tracked::on_drop(&drops, move || tx.send(VAR.get()).unwrap());
+        let mut fut = Box::pin(
+            Context::new()
+                .with_value(&VAR, "task".into())
+                .scope(async move {
+                    let _held = &held;
+                }),
+        );
+        assert_eq!(poll_once(fut.as_mut()), Poll::Ready(()));
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped in the final poll");
+        assert_eq!(seen_in_drop.recv().unwrap().as_deref(), Some("task"));
+        let again =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(fut.as_mut())));
+        let payload = again.unwrap_err();
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|m| (*m).to_owned()))
+            .unwrap_or_default();
+        assert!(message.contains("polled after it completed"), "{message}");
+        drop(fut);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}

@@ -81,10 +81,12 @@ fn ci() -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     // Run each benchmark once, so that a broken bench fails CI.
-    cargo(
-        &["bench", "-p", "ctx-core", "--bench", "core", "--", "--test"],
-        &[],
-    )?;
+    for (package, name) in BENCHES {
+        cargo(
+            &["bench", "-p", package, "--bench", name, "--", "--test"],
+            &[],
+        )?;
+    }
     // Last, so that the summary closes the log.
     let (passed, failed) = cargo_test(&["test", "--workspace"])?;
     eprintln!("\nxtask ci: all green");
@@ -127,12 +129,17 @@ fn count_before(line: &str, label: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Each criterion bench target, as (package, bench).
+const BENCHES: [(&str, &str); 2] = [("ctx-core", "core"), ("ctx-tests", "spawn")];
+
 fn bench(quick: bool) -> Result<()> {
-    let mut args = vec!["bench", "-p", "ctx-core", "--bench", "core", "--"];
-    if quick {
-        args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+    for (package, name) in BENCHES {
+        let mut args = vec!["bench", "-p", package, "--bench", name, "--"];
+        if quick {
+            args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+        }
+        cargo(&args, &[])?;
     }
-    cargo(&args, &[])?;
     let table = bench_report()?;
     println!("{table}");
     Ok(())
@@ -149,6 +156,8 @@ struct Target {
 enum TargetKind {
     /// `ours / peer` at most this.
     Ratio(f64),
+    /// `ours / peer`, shown for reference.
+    PeerRatio,
     /// `(ours - peer) / polls` at most `max_ns` nanoseconds (`None`: shown for reference).
     PerPollOverhead { polls: f64, max_ns: Option<f64> },
 }
@@ -200,6 +209,42 @@ const TARGETS: &[Target] = &[
         },
     },
     Target {
+        what: "100 000 tasks spawned and joined, tokio (2 workers): `ctx_tokio::spawn` (8 vars) vs `tokio::spawn`",
+        ours: "spawn_tokio/ctx",
+        peer: "spawn_tokio/raw",
+        kind: TargetKind::Ratio(1.05),
+    },
+    Target {
+        what: "(peer) the same with opentelemetry's `with_current_context()`",
+        ours: "spawn_tokio/otel_with_current_context",
+        peer: "spawn_tokio/raw",
+        kind: TargetKind::PeerRatio,
+    },
+    Target {
+        what: "(peer) the same with tokio's `task_local` `scope`",
+        ours: "spawn_tokio/tokio_task_local_scope",
+        peer: "spawn_tokio/raw",
+        kind: TargetKind::PeerRatio,
+    },
+    Target {
+        what: "(same, one thread) tokio current-thread: `ctx_tokio::spawn` (8 vars) vs `tokio::spawn`",
+        ours: "spawn_tokio_current_thread/ctx",
+        peer: "spawn_tokio_current_thread/raw",
+        kind: TargetKind::PeerRatio,
+    },
+    Target {
+        what: "100 000 tasks spawned and joined, smol: `ctx_smol::spawn` (8 vars) vs `smol::spawn`",
+        ours: "spawn_smol/ctx",
+        peer: "spawn_smol/raw",
+        kind: TargetKind::Ratio(1.05),
+    },
+    Target {
+        what: "100 000 tasks spawned and joined, async-std: `ctx_async_std::spawn` (8 vars) vs raw",
+        ours: "spawn_async_std/ctx",
+        peer: "spawn_async_std/raw",
+        kind: TargetKind::Ratio(1.05),
+    },
+    Target {
         what: "(peer) tokio `task_local` `scope` poll overhead, same future",
         ours: "poll/tokio_task_local_scope",
         peer: "poll/bare",
@@ -236,11 +281,12 @@ fn bench_report() -> Result<String> {
             TargetKind::Ratio(max) => {
                 let ratio = ours / peer;
                 (
-                    format!("{ratio:.2}×"),
+                    format!("{ratio:.3}×"),
                     format!("≤ {max}×"),
                     Some(ratio <= max),
                 )
             }
+            TargetKind::PeerRatio => (format!("{:.3}×", ours / peer), "–".into(), None),
             TargetKind::PerPollOverhead { polls, max_ns } => {
                 let per_poll = (ours - peer) / polls;
                 let value = format!("{per_poll:.2} ns/poll");
