@@ -29,7 +29,12 @@ use crate::map::{Map, Value};
 
 thread_local! {
     static CURRENT: RefCell<Current> = const {
-        RefCell::new(Current { context: Context::new(), scopes: Vec::new() })
+        RefCell::new(Current {
+            context: Context::new(),
+            scopes: Vec::new(),
+            entered: 0,
+            strict: false,
+        })
     };
 }
 
@@ -43,6 +48,11 @@ pub(crate) struct Current {
     /// Innermost last. Scopes are closures, so they nest with `run` and polls: the
     /// innermost scope always belongs to the context that is current.
     scopes: Vec<Scope>,
+    /// How many `run`s and polls are entered on this thread: 0 means the thread's own
+    /// base context is current.
+    entered: u32,
+    /// Whether a `set` into the base context is refused (see [`crate::strict`]).
+    pub(crate) strict: bool,
 }
 
 /// What undoes one `sync_scope`.
@@ -59,6 +69,12 @@ struct Scope {
 }
 
 impl Current {
+    /// Whether a `set` now would land in the thread's own base context, outside any
+    /// entered context or scope, on a thread that refuses that.
+    pub(crate) fn refuses_unscoped_set(&self) -> bool {
+        self.strict && self.entered == 0 && self.scopes.is_empty()
+    }
+
     /// Readies the current context for a `set`: gives it an identity for tokens, and
     /// inside a scope nobody has written to yet, first records the map that scope must
     /// restore.
@@ -124,7 +140,10 @@ pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, Access
 /// While entered, `ctx` holds the previous current context; the guard swaps them back.
 #[inline]
 pub(crate) fn enter(ctx: &mut Context) -> Result<Entered<'_>, AccessError> {
-    with_mut(|current| std::mem::swap(&mut current.context, ctx))?;
+    with_mut(|current| {
+        std::mem::swap(&mut current.context, ctx);
+        current.entered += 1;
+    })?;
     Ok(Entered { ctx })
 }
 
@@ -138,7 +157,10 @@ impl Drop for Entered<'_> {
     fn drop(&mut self) {
         // Cannot fail: `enter` succeeded, so the slot is alive, and nothing on this
         // thread can hold a borrow across the scope of a guard.
-        let _ = with_mut(|current| std::mem::swap(&mut current.context, self.ctx));
+        let _ = with_mut(|current| {
+            std::mem::swap(&mut current.context, self.ctx);
+            current.entered -= 1;
+        });
     }
 }
 

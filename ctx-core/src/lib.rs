@@ -48,6 +48,7 @@ mod map;
 mod token;
 mod var;
 
+pub mod strict;
 pub mod thread;
 
 pub use context::{Context, VarInfo, copy_context};

@@ -181,7 +181,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// # Panics
     ///
     /// If the thread is exiting (use [`try_set`](ContextVar::try_set) there), or from
-    /// inside a value's `Clone` implementation during [`get`](ContextVar::get).
+    /// inside a value's `Clone` implementation during [`get`](ContextVar::get), or on a
+    /// thread in [strict mode](crate::strict) outside any task's context.
+    #[track_caller]
     pub fn set(&self, value: T) -> Token<T> {
         self.try_set(value).unwrap_or_else(|_| {
             panic!(
@@ -201,15 +203,26 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// # Panics
     ///
-    /// From inside a value's `Clone` implementation during [`get`](ContextVar::get).
+    /// From inside a value's `Clone` implementation during [`get`](ContextVar::get), or
+    /// on a thread in [strict mode](crate::strict) outside any task's context.
+    #[track_caller]
     pub fn try_set(&self, value: T) -> Result<Token<T>, AccessError> {
         let id = self.id();
         let value: crate::map::Value = Arc::new(value);
-        let (context_id, old) = current::with_mut(|current| {
+        let written = current::with_mut(|current| {
+            if current.refuses_unscoped_set() {
+                return Err(value);
+            }
             let context_id = current.prepare_write();
-            (context_id, current.context.map.insert(id, self.name, value))
+            Ok((context_id, current.context.map.insert(id, self.name, value)))
         })?;
-        Ok(Token::new(id, self.name, context_id, old))
+        match written {
+            Ok((context_id, old)) => Ok(Token::new(id, self.name, context_id, old)),
+            Err(value) => {
+                drop(value);
+                crate::strict::refused(self.name)
+            }
+        }
     }
 
     /// Sets the variable and returns a guard that resets it when dropped: PEP 567's
