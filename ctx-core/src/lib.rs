@@ -44,6 +44,8 @@ mod context;
 mod current;
 mod error;
 mod future;
+#[cfg(feature = "tower")]
+mod layer;
 mod map;
 mod token;
 mod var;
@@ -54,6 +56,8 @@ pub mod thread;
 pub use context::{Context, VarInfo, copy_context};
 pub use error::{AccessError, ResetError};
 pub use future::{FutureExt, WithContext};
+#[cfg(feature = "tower")]
+pub use layer::{ContextLayer, ContextService, NoHook, RequestHook};
 pub use token::{ResetGuard, Token};
 pub use var::ContextVar;
 

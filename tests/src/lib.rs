@@ -18,6 +18,7 @@ use std::thread;
 
 use ctx_core::Context;
 
+pub mod http;
 pub mod runtime;
 
 /// Runs `f` in a new, empty context and checks that the thread's own context is left
