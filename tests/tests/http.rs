@@ -5,6 +5,9 @@
 use ctx_core::strict;
 use ctx_tests::fresh;
 use ctx_tests::http::{self, Report};
+use std::future::Future;
+
+use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 
 fn runtime(workers: usize, strict_mode: bool) -> Runtime {
@@ -23,13 +26,16 @@ fn assert_clean(report: &Report, requests: usize) {
     assert_eq!(report.mismatches, 0);
 }
 
-#[test]
-fn axum_with_the_layer_has_no_mismatches() {
+/// Serves with `serve` (layered) on 4 strict workers and drives 1 000 requests at it.
+fn no_mismatches<F>(serve: fn(TcpListener, bool) -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     fresh(|| {
         let rt = runtime(4, true);
         let report = ctx_tokio::block_on(&rt, async {
             let (listener, addr) = http::loopback().await;
-            let server = tokio::spawn(http::serve_axum(listener, true));
+            let server = tokio::spawn(serve(listener, true));
             let report = http::drive(addr, 1000, 64).await;
             server.abort();
             report
@@ -39,18 +45,13 @@ fn axum_with_the_layer_has_no_mismatches() {
 }
 
 #[test]
+fn axum_with_the_layer_has_no_mismatches() {
+    no_mismatches(http::serve_axum);
+}
+
+#[test]
 fn hyper_with_the_layer_has_no_mismatches() {
-    fresh(|| {
-        let rt = runtime(4, true);
-        let report = ctx_tokio::block_on(&rt, async {
-            let (listener, addr) = http::loopback().await;
-            let server = tokio::spawn(http::serve_hyper(listener, true));
-            let report = http::drive(addr, 1000, 64).await;
-            server.abort();
-            report
-        });
-        assert_clean(&report, 1000);
-    });
+    no_mismatches(http::serve_hyper);
 }
 
 /// `/login` sets the user in the handler; `/whoami` only reads it.
