@@ -230,7 +230,9 @@ impl LocalSetExt for LocalSet {
 }
 
 /// An executor that spawns onto the current tokio runtime in a copy of the caller's
-/// context, for libraries that take an executor (hyper's `Executor`, for one).
+/// context, for libraries that take an executor. With the `hyper` feature it is a
+/// `hyper::rt::Executor`: give it to hyper's HTTP/2 builders or `hyper-util`'s client,
+/// and the tasks they spawn inherit from whoever makes them spawn.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -272,5 +274,17 @@ impl ContextExecutor {
         F::Output: Send + 'static,
     {
         drop(spawn(future));
+    }
+}
+
+#[cfg(feature = "hyper")]
+impl<F> hyper::rt::Executor<F> for ContextExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Spawns `future` in a copy of the context current at this call.
+    fn execute(&self, future: F) {
+        ContextExecutor::execute(self, future);
     }
 }
