@@ -23,7 +23,7 @@ impl<T> std::fmt::Debug for Spawned<T> {
 }
 
 /// A runtime, driven through its ctx adapter.
-pub trait Runtime: Sync {
+pub trait Runtime: Sync + Sized {
     /// For messages.
     fn name(&self) -> &'static str;
 
@@ -46,7 +46,10 @@ pub trait Runtime: Sync {
     fn spawn_blocking<F, R>(&self, f: F) -> BoxFuture<R>
     where
         F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static;
+        R: Send + 'static,
+    {
+        Self::spawn_blocking_in_task(f)
+    }
 
     /// The adapter's `spawn_blocking`, from inside one of the runtime's tasks.
     fn spawn_blocking_in_task<F, R>(f: F) -> BoxFuture<R>
@@ -233,14 +236,6 @@ impl Runtime for AsyncStd {
         Box::pin(async_std::task::spawn(future))
     }
 
-    fn spawn_blocking<F, R>(&self, f: F) -> BoxFuture<R>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        Self::spawn_blocking_in_task(f)
-    }
-
     fn spawn_blocking_in_task<F, R>(f: F) -> BoxFuture<R>
     where
         F: FnOnce() -> R + Send + 'static,
@@ -285,14 +280,6 @@ impl Runtime for Smol {
         F::Output: Send + 'static,
     {
         Box::pin(smol::spawn(future))
-    }
-
-    fn spawn_blocking<F, R>(&self, f: F) -> BoxFuture<R>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        Self::spawn_blocking_in_task(f)
     }
 
     fn spawn_blocking_in_task<F, R>(f: F) -> BoxFuture<R>
