@@ -73,6 +73,25 @@ fn get(c: &mut Criterion) {
             ctx.run(|| b.iter(|| black_box(var).get()));
         });
     }
+    // Another thread copies and drops the same context all the while, as a spawner
+    // handing it to new tasks would: the reads must not slow down.
+    let (ctx, var) = context_with(8);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let copier = std::thread::spawn({
+        let (ctx, stop) = (ctx.clone(), Arc::clone(&stop));
+        move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..1000 {
+                    black_box(ctx.clone());
+                }
+            }
+        }
+    });
+    group.bench_function("ctx_8_while_another_thread_copies", |b| {
+        ctx.clone().run(|| b.iter(|| black_box(var).get()));
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    copier.join().expect("copier thread");
     static UNSET: ContextVar<u64> = ContextVar::with_default("unset", || 42);
     group.bench_function("ctx_default_in_empty_context", |b| {
         Context::new().run(|| b.iter(|| black_box(&UNSET).get()));

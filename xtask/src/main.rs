@@ -176,6 +176,12 @@ const TARGETS: &[Target] = &[
         kind: TargetKind::Ratio(2.0),
     },
     Target {
+        what: "(contention) `get`, 8 vars, while another thread copies the same context, vs alone",
+        ours: "get/ctx_8_while_another_thread_copies",
+        peer: "get/ctx/8",
+        kind: TargetKind::PeerRatio,
+    },
+    Target {
         what: "`set` + `reset`, 8 vars vs opentelemetry `with_value`+`attach`+drop",
         ours: "set_reset/ctx/8",
         peer: "set_reset/otel_attach/8",
