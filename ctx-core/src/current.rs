@@ -91,10 +91,7 @@ impl Current {
                     .expect("a scoped context has a scope open");
                 let mut before = self.context.map.clone();
                 // What this drops from `before` is still in the live map: nothing is freed.
-                match &scope.old {
-                    Some(old) => drop(before.insert(scope.var, scope.name, old.clone())),
-                    None => drop(before.remove(scope.var)),
-                }
+                drop(before.restore(scope.var, scope.name, scope.old.clone()));
                 scope.saved = Some(before);
                 self.context.id = next_context_id();
             }
@@ -196,18 +193,9 @@ impl Drop for Scoped {
             let context = &mut current.context;
             context.id = scope.saved_id;
             match scope.saved {
-                Some(before) => (
-                    Some(std::mem::replace(&mut context.map, before)),
-                    None,
-                    scope.old,
-                ),
-                None => {
-                    let scoped = match scope.old {
-                        Some(old) => context.map.insert(scope.var, scope.name, old),
-                        None => context.map.remove(scope.var),
-                    };
-                    (None, scoped, None)
-                }
+                // A write inside made the map differ by more than the scope's value.
+                Some(before) => (Some(std::mem::replace(&mut context.map, before)), scope.old),
+                None => (None, context.map.restore(scope.var, scope.name, scope.old)),
             }
         });
     }

@@ -133,6 +133,20 @@ impl Map {
         root.insert(Leaf { id, name, value }, 0)
     }
 
+    /// Puts `id` back to an earlier state, `Some` value or absent, returning the value it
+    /// displaces: the undo of an insert (by `reset`, and on leaving a `sync_scope`).
+    pub(crate) fn restore(
+        &mut self,
+        id: u32,
+        name: &'static str,
+        old: Option<Value>,
+    ) -> Option<Value> {
+        match old {
+            Some(old) => self.insert(id, name, old),
+            None => self.remove(id),
+        }
+    }
+
     /// Removes `id`, returning its value.
     pub(crate) fn remove(&mut self, id: u32) -> Option<Value> {
         // Look first, so that removing an absent id never copies a shared path.

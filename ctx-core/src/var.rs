@@ -274,10 +274,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             if ctx.id != token_context {
                 return Err(old);
             }
-            Ok(match old {
-                Some(old) => ctx.map.insert(id, self.name, old),
-                None => ctx.map.remove(id),
-            })
+            Ok(ctx.map.restore(id, self.name, old))
         });
         match displaced {
             Ok(Ok(_displaced)) => Ok(()),
@@ -440,9 +437,10 @@ pub(crate) fn downcast<T: 'static>(value: &(dyn Any + Send + Sync)) -> &T {
     // SAFETY: entries are keyed by variable id, and ids are unique per `ContextVar`: one
     // is taken from a counter that never wraps (`assign_id` panics first), at most once
     // per variable (a compare-exchange from 0), and a `ContextVar` cannot be cloned.
-    // Every insertion under a `ContextVar<T>`'s id stores a `T`: `try_set` and
-    // `Context::with_value` take a `T`, and `reset` stores only the value its
-    // `Token<T>` took out of the same id (a token from another id is `WrongVar`).
+    // Every insertion under a `ContextVar<T>`'s id stores a `T`: `try_set`,
+    // `sync_scope` and `Context::with_value` take a `T`; `reset` stores only the value
+    // its `Token<T>` took out of the same id (a token from another id is `WrongVar`),
+    // and leaving a `sync_scope` only what the scope took out of its own id.
     // So `value` is a `T`, and casting the data pointer of the trait object to `T`
     // yields a valid reference with `value`'s lifetime. Every test and the property
     // test run with the `debug_assert` above checking this.

@@ -85,11 +85,7 @@ impl<'a> ExecutorExt<'a> for Executor<'a> {
         T: Send + 'a,
         F: Future<Output = T> + Send + 'a,
     {
-        let context = Context::current();
-        self.spawn_many(
-            futures.into_iter().map(|f| f.with_context(context.clone())),
-            handles,
-        );
+        self.spawn_many(each_in_current_context(futures), handles);
     }
 }
 
@@ -122,10 +118,16 @@ impl<'a> LocalExecutorExt<'a> for LocalExecutor<'a> {
         T: 'a,
         F: Future<Output = T> + 'a,
     {
-        let context = Context::current();
-        self.spawn_many(
-            futures.into_iter().map(|f| f.with_context(context.clone())),
-            handles,
-        );
+        self.spawn_many(each_in_current_context(futures), handles);
     }
+}
+
+/// Each future in its own copy of the context current at this call.
+fn each_in_current_context<F: Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> impl Iterator<Item = WithContext<F>> {
+    let context = Context::current();
+    futures
+        .into_iter()
+        .map(move |f| f.with_context(context.clone()))
 }
