@@ -4,7 +4,7 @@
 //! async-std is discontinued upstream in favour of smol (see `ctx-smol`); this crate is
 //! deliberately thin, for code that still runs on it. The functions mirror async-std's
 //! names and signatures, so switching is a path change: `async_std::task::spawn` →
-//! `ctx_async_std::task::spawn`. Each captures [`Context::current`] *at the call*; the
+//! `ctx_async_std::task::spawn`. Each captures [`Context::inherited`] *at the call*; the
 //! task runs in that copy. Everything from `ctx-core` is re-exported.
 //!
 //! ```
@@ -23,7 +23,7 @@
 //! ```
 //!
 //! A task started by a library calling `async_std::task::spawn` itself is not wrapped;
-//! wrap the future you hand it with [`FutureExt::in_current_context`].
+//! wrap the future you hand it with [`FutureExt::in_inherited_context`].
 
 use std::future::Future;
 use std::io;
@@ -38,7 +38,7 @@ where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    async_std::task::spawn(future.in_current_context())
+    async_std::task::spawn(future.in_inherited_context())
 }
 
 /// [`async_std::task::spawn_local`], with the task running in a copy of the caller's
@@ -48,7 +48,7 @@ where
     F: Future<Output = T> + 'static,
     T: 'static,
 {
-    async_std::task::spawn_local(future.in_current_context())
+    async_std::task::spawn_local(future.in_inherited_context())
 }
 
 /// [`async_std::task::spawn_blocking`], with the closure running in a copy of the
@@ -58,7 +58,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    async_std::task::spawn_blocking(Context::current().wrap(f))
+    async_std::task::spawn_blocking(Context::inherited().wrap(f))
 }
 
 /// [`async_std::task::block_on`], with the future running in a copy of the caller's
@@ -105,7 +105,7 @@ pub mod task {
             T: Send + 'static,
         {
             self.inner
-                .spawn(super::FutureExt::in_current_context(future))
+                .spawn(super::FutureExt::in_inherited_context(future))
         }
 
         /// [`async_std::task::Builder::local`], in a copy of the caller's context.
@@ -119,7 +119,7 @@ pub mod task {
             T: 'static,
         {
             self.inner
-                .local(super::FutureExt::in_current_context(future))
+                .local(super::FutureExt::in_inherited_context(future))
         }
 
         /// [`async_std::task::Builder::blocking`], in a copy of the caller's context.

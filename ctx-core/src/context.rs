@@ -37,7 +37,11 @@ use crate::{ContextVar, WithContext};
 /// assert_eq!(USER.get(), None); // nor outside
 /// ```
 pub struct Context {
+    /// Values of variables that spawned tasks inherit (the default flow policy).
     pub(crate) map: Map,
+    /// Values of variables declared `inherit(false)`: a map of their own, so that the
+    /// copy a spawn takes is still one reference count (it leaves this one behind).
+    pub(crate) local: Map,
     /// Identity for `WrongContext`; 0 until the first `set` made in this context.
     pub(crate) id: u64,
 }
@@ -47,7 +51,28 @@ impl Context {
     pub const fn new() -> Self {
         Context {
             map: Map::new(),
+            local: Map::new(),
             id: 0,
+        }
+    }
+
+    /// The map that holds `var`'s values, by its flow policy.
+    #[inline]
+    pub(crate) fn map_of<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> &Map {
+        if var.inherits() {
+            &self.map
+        } else {
+            &self.local
+        }
+    }
+
+    /// The map that holds `var`'s values, for writing.
+    #[inline]
+    pub(crate) fn map_of_mut<T: Send + Sync + 'static>(&mut self, var: &ContextVar<T>) -> &mut Map {
+        if var.inherits() {
+            &mut self.map
+        } else {
+            &mut self.local
         }
     }
 
@@ -68,6 +93,52 @@ impl Context {
     #[inline]
     pub fn try_current() -> Result<Self, AccessError> {
         current::with(Context::clone)
+    }
+
+    /// What a task spawned now starts with: a copy of the current context without the
+    /// variables that do not travel ([`ContextVar::inherit`]`(false)`, such as a database
+    /// transaction).
+    ///
+    /// Every spawn path of ctx and its adapters ([`thread::spawn`](crate::thread::spawn),
+    /// `ctx_tokio::spawn`, `spawn_blocking`, executors) captures this; awaiting shares the
+    /// whole context, and [`Context::current`] is a full copy, as in PEP 567. The copy is
+    /// one reference count, like [`Context::current`]. While the thread is exiting this is
+    /// an empty context.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    ///
+    /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+    /// static TRANSACTION: ContextVar<u64> = ContextVar::new("tx").inherit(false);
+    ///
+    /// # Context::new().run(|| {
+    /// REQUEST_ID.set(7);
+    /// TRANSACTION.set(1);
+    /// let spawned = Context::inherited();
+    /// assert_eq!(spawned.get(&REQUEST_ID), Some(&7));
+    /// assert_eq!(spawned.get(&TRANSACTION), None); // stays with its task
+    /// assert_eq!(Context::current().get(&TRANSACTION), Some(&1)); // a full copy
+    /// # });
+    /// ```
+    #[inline]
+    pub fn inherited() -> Self {
+        current::with(|ctx| Context {
+            map: ctx.map.clone(),
+            local: Map::new(),
+            id: 0,
+        })
+        .unwrap_or_default()
+    }
+
+    /// This context without the variables that do not travel: what a task spawned in it
+    /// would start with (see [`Context::inherited`]).
+    #[must_use]
+    pub fn into_inherited(self) -> Self {
+        Context {
+            map: self.map,
+            local: Map::new(),
+            id: 0,
+        }
     }
 
     /// Runs `f` with `self` as the current context; sets made inside `f` stay in `self`.
@@ -91,35 +162,39 @@ impl Context {
     /// });
     /// ```
     ///
+    /// While the thread is exiting (its thread-locals being destroyed, as when a value's
+    /// `Drop` or another thread-local's destructor runs this), there is no current context
+    /// to swap: `f` runs as it is, reads see defaults and sets are dropped.
+    ///
     /// # Panics
     ///
-    /// If called while the thread is exiting (its thread-locals are being destroyed),
-    /// or from inside a value's `Clone` implementation during [`ContextVar::get`].
+    /// From inside a value's `Clone` implementation during [`ContextVar::get`].
     pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let _entered = current::enter(self).unwrap_or_else(|_| {
-            panic!("ctx: Context::run called while the thread is exiting (thread-locals destroyed)")
-        });
-        f()
+        match current::enter(self) {
+            Ok(_entered) => f(),
+            Err(AccessError { .. }) => f(),
+        }
     }
 
     /// The value `var` has in this context: set values only, never the variable's default.
     pub fn get<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<&T> {
-        self.map.get(var.id()).map(crate::var::downcast)
+        let id = var.assigned_id()?;
+        self.map_of(var).get(id).map(crate::var::downcast)
     }
 
     /// Whether `var` has a value in this context (a default does not count).
     pub fn contains<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> bool {
-        self.map.get(var.id()).is_some()
+        self.get(var).is_some()
     }
 
     /// The number of variables set in this context.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.local.len()
     }
 
     /// Whether no variable is set in this context.
     pub fn is_empty(&self) -> bool {
-        self.map.len() == 0
+        self.len() == 0
     }
 
     /// The variables set in this context and their values, in an unspecified (but
@@ -139,7 +214,7 @@ impl Context {
     /// assert_eq!(a.downcast_ref::<u8>(), Some(&1));
     /// ```
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (VarInfo, &(dyn Any + Send + Sync))> {
-        self.map.iter().map(|leaf| {
+        Map::iter_all([&self.map, &self.local]).map(|leaf| {
             let info = VarInfo {
                 id: leaf.id,
                 name: leaf.name,
@@ -160,7 +235,32 @@ impl Context {
     /// ```
     #[must_use]
     pub fn with_value<T: Send + Sync + 'static>(mut self, var: &ContextVar<T>, value: T) -> Self {
-        self.map.insert(var.id(), var.name(), Arc::new(value));
+        // The displaced value is dropped here, outside any borrow of the thread-local.
+        let _old = self
+            .map_of_mut(var)
+            .insert(var.id(), var.name(), Arc::new(value));
+        self
+    }
+
+    /// This context without `var`: a builder for what a job or task should not carry.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    /// static SESSION: ContextVar<u64> = ContextVar::new("session");
+    ///
+    /// let ctx = Context::new().with_value(&USER, "ada").with_value(&SESSION, 9);
+    /// let job = ctx.clone().without(&SESSION);
+    /// assert_eq!(job.get(&USER), Some(&"ada"));
+    /// assert!(!job.contains(&SESSION));
+    /// assert!(ctx.contains(&SESSION)); // the original is untouched
+    /// ```
+    #[must_use]
+    pub fn without<T: Send + Sync + 'static>(mut self, var: &ContextVar<T>) -> Self {
+        if let Some(id) = var.assigned_id() {
+            let _removed = self.map_of_mut(var).remove(id);
+        }
         self
     }
 
@@ -219,6 +319,7 @@ impl Clone for Context {
     fn clone(&self) -> Self {
         Context {
             map: self.map.clone(),
+            local: self.local.clone(),
             id: 0,
         }
     }
@@ -253,7 +354,7 @@ impl VarInfo {
 
     /// Whether this entry belongs to `var`.
     pub fn is<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> bool {
-        self.id == var.id()
+        var.assigned_id() == Some(self.id)
     }
 }
 

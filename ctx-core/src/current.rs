@@ -42,6 +42,10 @@ thread_local! {
 /// to yet. Never handed out by [`next_context_id`], so no token carries it.
 const SCOPED: u64 = u64::MAX;
 
+/// The context identity of a token whose `set` found no context (the thread was
+/// exiting). Never handed out by [`next_context_id`], so no context accepts it.
+pub(crate) const NO_CONTEXT: u64 = u64::MAX - 1;
+
 /// A thread's current context, and the `sync_scope`s open on it.
 pub(crate) struct Current {
     pub(crate) context: Context,
@@ -59,13 +63,18 @@ pub(crate) struct Current {
 struct Scope {
     var: u32,
     name: &'static str,
+    /// Whether the variable lives in the context's map of non-inherited values.
+    local: bool,
     /// The variable's value before the scope.
     old: Option<Value>,
     /// The context's identity before the scope.
     saved_id: u64,
-    /// The whole map before the scope, once a write inside it made undoing by hand
+    /// [`Current::entered`] when the scope opened: the scope belongs to the current
+    /// context while the two are equal.
+    entered_at: u32,
+    /// Both maps before the scope, once a write inside it made undoing by hand
     /// impossible.
-    saved: Option<Map>,
+    saved: Option<(Map, Map)>,
 }
 
 impl Current {
@@ -89,15 +98,30 @@ impl Current {
                     .scopes
                     .last_mut()
                     .expect("a scoped context has a scope open");
-                let mut before = self.context.map.clone();
+                let mut before = (self.context.map.clone(), self.context.local.clone());
+                let scoped = if scope.local {
+                    &mut before.1
+                } else {
+                    &mut before.0
+                };
                 // What this drops from `before` is still in the live map: nothing is freed.
-                drop(before.restore(scope.var, scope.name, scope.old.clone()));
+                drop(scoped.restore(scope.var, scope.name, scope.old.clone()));
                 scope.saved = Some(before);
                 self.context.id = next_context_id();
             }
             _ => {}
         }
         self.context.id
+    }
+
+    /// The identity a context had before the `sync_scope`s open in it, when `id` is
+    /// that identity: a token from there, reset inside a scope, is in a copy.
+    pub(crate) fn scopes_hide(&self, id: u64) -> bool {
+        self.scopes
+            .iter()
+            .rev()
+            .take_while(|scope| scope.entered_at == self.entered)
+            .any(|scope| scope.saved_id == id)
     }
 }
 
@@ -106,8 +130,14 @@ impl Current {
 /// Fails only while the thread-local is being torn down.
 #[inline]
 pub(crate) fn with<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessError> {
+    read(|current| f(&current.context))
+}
+
+/// Runs `f` with the thread's whole state borrowed shared.
+#[inline]
+pub(crate) fn read<R>(f: impl FnOnce(&Current) -> R) -> Result<R, AccessError> {
     CURRENT
-        .try_with(|slot| f(&slot.borrow().context))
+        .try_with(|slot| f(&slot.borrow()))
         .map_err(|_| AccessError::new())
 }
 
@@ -161,17 +191,63 @@ impl Drop for Entered<'_> {
     }
 }
 
+/// Gives the thread a new, empty base context in strict mode until the returned guard
+/// drops: code run outside any entered context (an executor's unwrapped tasks) then
+/// neither sees the caller's values nor can set any. The guard puts everything back.
+pub(crate) fn enter_strict_base() -> Result<StrictBase, AccessError> {
+    let saved = with_mut(|current| {
+        let base = Current {
+            context: Context::new(),
+            scopes: Vec::new(),
+            entered: 0,
+            strict: true,
+        };
+        std::mem::replace(current, base)
+    })?;
+    Ok(StrictBase { saved: Some(saved) })
+}
+
+/// Restores the thread's state from before [`enter_strict_base`] when dropped.
+pub(crate) struct StrictBase {
+    saved: Option<Current>,
+}
+
+impl Drop for StrictBase {
+    fn drop(&mut self) {
+        let Some(saved) = self.saved.take() else {
+            return;
+        };
+        // The strict base is dropped after the borrow ends. It holds no values unless
+        // strict mode was turned off inside, but dropping values is user code.
+        let _base = with_mut(|current| std::mem::replace(current, saved));
+    }
+}
+
 /// Sets `var` to `value` in the current context until the returned guard drops, as if
 /// in a copy of it: see the module documentation.
-pub(crate) fn scope(var: u32, name: &'static str, value: Value) -> Result<Scoped, AccessError> {
+pub(crate) fn scope(
+    var: u32,
+    name: &'static str,
+    local: bool,
+    value: Value,
+) -> Result<Scoped, AccessError> {
     with_mut(|current| {
-        let old = current.context.map.insert(var, name, value);
-        let saved_id = std::mem::replace(&mut current.context.id, SCOPED);
+        let context = &mut current.context;
+        let map = if local {
+            &mut context.local
+        } else {
+            &mut context.map
+        };
+        let old = map.insert(var, name, value);
+        let saved_id = std::mem::replace(&mut context.id, SCOPED);
+        let entered_at = current.entered;
         current.scopes.push(Scope {
             var,
             name,
+            local,
             old,
             saved_id,
+            entered_at,
             saved: None,
         });
     })?;
@@ -193,9 +269,22 @@ impl Drop for Scoped {
             let context = &mut current.context;
             context.id = scope.saved_id;
             match scope.saved {
-                // A write inside made the map differ by more than the scope's value.
-                Some(before) => (Some(std::mem::replace(&mut context.map, before)), scope.old),
-                None => (None, context.map.restore(scope.var, scope.name, scope.old)),
+                // A write inside made the maps differ by more than the scope's value.
+                Some((map, local)) => {
+                    let after = (
+                        std::mem::replace(&mut context.map, map),
+                        std::mem::replace(&mut context.local, local),
+                    );
+                    (Some(after), scope.old)
+                }
+                None => {
+                    let map = if scope.local {
+                        &mut context.local
+                    } else {
+                        &mut context.map
+                    };
+                    (None, map.restore(scope.var, scope.name, scope.old))
+                }
             }
         });
     }

@@ -13,8 +13,12 @@ pub enum ResetError {
     /// The token was created in a different context (another task, another thread's
     /// context, or a copy of the one it came from).
     WrongContext,
-    /// The thread's context storage is being torn down (the thread is exiting).
+    /// The thread's context storage is being torn down (the thread is exiting), or the
+    /// `set` that returned the token happened while it was.
     ThreadExiting,
+    /// A [`ResetGuard`](crate::ResetGuard) was reset while a later set of its variable
+    /// was still in place (guards dropped out of order).
+    Superseded,
 }
 
 impl fmt::Display for ResetError {
@@ -24,10 +28,13 @@ impl fmt::Display for ResetError {
                 "token was created by a different ContextVar; reset it with the variable whose `set` returned it"
             }
             ResetError::WrongContext => {
-                "token was created in a different Context; reset it in the same task or `Context::run` that called `set`"
+                "token was created in a different Context (another task or thread, a copy, or outside the `sync_scope` it is reset in); reset it in the same task or `Context::run` that called `set`, outside scopes opened after it"
             }
             ResetError::ThreadExiting => {
                 "the thread's current context is being destroyed (thread exit); nothing to reset"
+            }
+            ResetError::Superseded => {
+                "a later set of the variable is still in place; reset guards in reverse order of their sets"
             }
         })
     }

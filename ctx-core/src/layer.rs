@@ -1,66 +1,77 @@
-//! [`ContextLayer`]: a tower layer that runs every request in a context of its own.
+//! [`ContextLayer`]: a tower layer that runs every HTTP request in a context of its own.
 //!
 //! It lives here, behind the `tower` feature, rather than in one adapter: a layer wraps
 //! service futures and knows nothing of the runtime that polls them, so one layer serves
 //! hyper and axum on tokio, smol or async-std alike. Each adapter forwards the feature.
+//!
+//! A response's body is polled by the server after the handler's future has finished
+//! (a streaming body, most visibly), so the layer wraps the body too: it runs in the
+//! request's context until the last frame is sent and the body is dropped.
 
 use std::fmt;
-use std::task::{Context as TaskContext, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, ready};
 
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{Context, WithContext};
 
-/// A tower [`Layer`] that runs every request's service call and future in a fresh copy
-/// of one base context, with an optional hook that sets variables from the request.
+/// A tower [`Layer`] that runs every HTTP request's service call, response future and
+/// response body in a fresh copy of one base context, with an optional hook that sets
+/// variables from the request.
 ///
-/// The base is the context current when the layer is built (or the one you give
-/// [`ContextLayer::with_context`]): values set before the server starts, such as a
-/// configuration or a pool, are seen by every request. Each request starts from a new
-/// copy of that base, so nothing one request sets (a user, a request id) is ever seen
-/// by another, whichever connection or worker thread serves it.
+/// The base is what a task spawned when the layer is built would inherit
+/// ([`Context::inherited`]), or the context you give [`ContextLayer::with_context`]:
+/// values set before the server starts, such as a configuration or a pool, are seen by
+/// every request. Each request starts from a new copy of that base, so nothing one
+/// request sets (a user, a request id) is ever seen by another, whichever connection or
+/// worker thread serves it. The response body is wrapped in the request's context
+/// ([`WithContext`] is an [`http_body::Body`]), so a streaming body reads the request's
+/// values as its handler did.
 ///
 /// The hook runs inside the request's context, before the inner service is called, so
 /// it can simply `set` variables:
 ///
 /// ```
 /// # use std::convert::Infallible;
+/// # use std::future::Future;
 /// # use std::task::{Context as Cx, Poll};
 /// use ctx_core::{ContextLayer, context_var};
+/// use http::{Request, Response};
 /// use tower_layer::Layer;
 /// use tower_service::Service;
 ///
 /// #[context_var]
 /// static REQUEST_ID: String;
 ///
-/// struct Request {
-///     id: String,
-/// }
-///
 /// /// A service that reads the request id without being handed it.
 /// struct Handler;
-/// impl Service<Request> for Handler {
-///     type Response = Option<String>;
+/// impl Service<Request<()>> for Handler {
+///     type Response = Response<Option<String>>;
 ///     type Error = Infallible;
-///     type Future = std::future::Ready<Result<Option<String>, Infallible>>;
+///     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
 ///     fn poll_ready(&mut self, _: &mut Cx<'_>) -> Poll<Result<(), Infallible>> {
 ///         Poll::Ready(Ok(()))
 ///     }
-///     fn call(&mut self, _: Request) -> Self::Future {
-///         std::future::ready(Ok(REQUEST_ID.get()))
+///     fn call(&mut self, _: Request<()>) -> Self::Future {
+///         std::future::ready(Ok(Response::new(REQUEST_ID.get())))
 ///     }
 /// }
 ///
-/// let layer = ContextLayer::new().on_request(|request: &Request| {
-///     REQUEST_ID.set(request.id.clone());
+/// let layer = ContextLayer::new().on_request(|request: &Request<()>| {
+///     if let Some(id) = request.headers().get("x-request-id") {
+///         REQUEST_ID.set(id.to_str().unwrap_or_default().to_owned());
+///     }
 /// });
 /// let mut service = layer.layer(Handler);
-/// # let fut = service.call(Request { id: "r-1".into() });
-/// # let mut fut = std::pin::pin!(fut);
-/// # let out = fut.as_mut().poll(&mut Cx::from_waker(std::task::Waker::noop()));
-/// # assert_eq!(out, Poll::Ready(Ok(Some("r-1".to_string()))));
-/// # use std::future::Future;
+/// let request = Request::builder().header("x-request-id", "r-1").body(()).unwrap();
+/// let fut = std::pin::pin!(service.call(request));
+/// let Poll::Ready(Ok(response)) = fut.poll(&mut Cx::from_waker(std::task::Waker::noop()))
+/// else { unreachable!() };
+/// assert_eq!(response.body().inner().as_deref(), Some("r-1"));
 /// assert_eq!(REQUEST_ID.get(), None); // the caller's context is untouched
 /// ```
 ///
@@ -122,9 +133,11 @@ pub struct ContextLayer<H = NoHook> {
 }
 
 impl ContextLayer {
-    /// A layer whose requests start from a copy of the context current now.
+    /// A layer whose requests start from what a task spawned now would inherit: the
+    /// current context without the variables that do not travel
+    /// ([`Context::inherited`]).
     pub fn new() -> Self {
-        ContextLayer::with_context(Context::current())
+        ContextLayer::with_context(Context::inherited())
     }
 
     /// A layer whose requests start from a copy of `base`.
@@ -178,20 +191,20 @@ pub struct ContextService<S, H = NoHook> {
     hook: H,
 }
 
-impl<S, H, R> Service<R> for ContextService<S, H>
+impl<S, H, ReqBody, ResBody> Service<http::Request<ReqBody>> for ContextService<S, H>
 where
-    S: Service<R>,
-    H: RequestHook<R>,
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    H: RequestHook<http::Request<ReqBody>>,
 {
-    type Response = S::Response;
+    type Response = http::Response<WithContext<ResBody>>;
     type Error = S::Error;
-    type Future = WithContext<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: R) -> WithContext<S::Future> {
+    fn call(&mut self, request: http::Request<ReqBody>) -> ResponseFuture<S::Future> {
         let mut context = self.base.clone();
         let inner = &mut self.inner;
         let hook = &self.hook;
@@ -199,7 +212,43 @@ where
             hook.on_request(&request);
             inner.call(request)
         });
-        WithContext::new(context, future)
+        ResponseFuture {
+            inner: WithContext::new(context, future),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of a [`ContextService`]: the inner service's future in the
+    /// request's context, whose response body then carries that context on.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: WithContext<F>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = Result<http::Response<WithContext<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut inner = self.project().inner;
+        let response = ready!(inner.as_mut().poll(cx))?;
+        // The handler's future is done; its context, with every set it made, goes on
+        // with the body.
+        let context = inner.take_context();
+        Poll::Ready(Ok(response.map(|body| WithContext::new(context, body))))
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("context", self.inner.context())
+            .finish_non_exhaustive()
     }
 }
 

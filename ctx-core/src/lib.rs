@@ -42,6 +42,7 @@
 
 mod context;
 mod current;
+mod default;
 mod error;
 mod future;
 #[cfg(feature = "tower")]
@@ -57,7 +58,7 @@ pub use context::{Context, VarInfo, copy_context};
 pub use error::{AccessError, ResetError};
 pub use future::{FutureExt, WithContext};
 #[cfg(feature = "tower")]
-pub use layer::{ContextLayer, ContextService, NoHook, RequestHook};
+pub use layer::{ContextLayer, ContextService, NoHook, RequestHook, ResponseFuture};
 pub use token::{ResetGuard, Token};
 pub use var::ContextVar;
 

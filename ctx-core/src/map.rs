@@ -171,15 +171,22 @@ impl Map {
     }
 
     /// The entries, in trie order.
-    pub(crate) fn iter(&self) -> Iter<'_> {
+    #[cfg(test)]
+    fn iter(&self) -> Iter<'_> {
+        Map::iter_all([self])
+    }
+
+    /// The entries of several maps, one map after the other, each in trie order.
+    pub(crate) fn iter_all<'a, const N: usize>(maps: [&'a Map; N]) -> Iter<'a> {
         Iter {
-            stack: self
-                .root
-                .as_deref()
-                .map(|n| n.slots.iter())
-                .into_iter()
+            // Popped from the end: the first map goes last on the stack.
+            stack: maps
+                .iter()
+                .rev()
+                .filter_map(|map| map.root.as_deref())
+                .map(|root| root.slots.iter())
                 .collect(),
-            remaining: self.len(),
+            remaining: maps.iter().map(|map| map.len()).sum(),
         }
     }
 }

@@ -47,7 +47,50 @@ pub fn disable() {
 
 /// Whether the calling thread is in strict mode.
 pub fn is_enabled() -> bool {
-    current::with_mut(|current| current.strict).unwrap_or(false)
+    current::read(|current| current.strict).unwrap_or(false)
+}
+
+/// Runs `f` on a new, empty base context in strict mode, and puts the thread's own
+/// context and mode back afterwards (on return and on panic).
+///
+/// This is strict mode for code that polls other tasks on the calling thread, such as a
+/// current-thread runtime's `block_on`: every task it polls outside a context of its own
+/// runs in that empty base, so a leaking `set` panics instead of landing in the caller's
+/// context (and the tasks cannot read the caller's values by accident either). Give the
+/// future you drive a context of its own, as `ctx_tokio::strict::block_on` does:
+///
+/// ```
+/// use ctx_core::{Context, ContextVar, FutureExt, strict};
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+/// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+///
+/// # Context::new().run(|| {
+/// USER.set("ada");
+/// let root = async { USER.get() }.in_current_context();
+/// let seen = strict::run(|| {
+///     assert!(strict::is_enabled());
+///     assert_eq!(USER.get(), None); // the base is empty
+///     assert!(std::panic::catch_unwind(|| USER.set("mallory")).is_err());
+///     block_on(root) // a future in its own context reads and sets as usual
+/// });
+/// assert_eq!(seen, Some("ada"));
+/// assert!(!strict::is_enabled());
+/// assert_eq!(USER.get(), Some("ada"));
+/// # });
+/// ```
+///
+/// # Panics
+///
+/// If called while the thread is exiting.
+pub fn run<R>(f: impl FnOnce() -> R) -> R {
+    let _base = current::enter_strict_base()
+        .unwrap_or_else(|_| panic!("ctx: strict::run called while the thread is exiting"));
+    f()
 }
 
 #[cold]

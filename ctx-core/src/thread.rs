@@ -1,7 +1,8 @@
 //! Threads that start in a copy of their creator's context.
 //!
 //! A plain [`std::thread::spawn`] starts with an empty context, like any new thread.
-//! These functions capture [`Context::current`] at the call and run the closure in it.
+//! These functions capture [`Context::inherited`] at the call (the current context
+//! without the variables that do not travel) and run the closure in it.
 
 use std::io;
 use std::thread::{Builder, JoinHandle, Scope, ScopedJoinHandle};
@@ -9,7 +10,8 @@ use std::thread::{Builder, JoinHandle, Scope, ScopedJoinHandle};
 use crate::Context;
 
 /// [`std::thread::spawn`], with the new thread running in a copy of the caller's
-/// current context (taken at this call).
+/// current context (taken at this call, without variables declared
+/// [`inherit(false)`](crate::ContextVar::inherit)).
 ///
 /// ```
 /// use ctx_core::{Context, ContextVar};
@@ -38,7 +40,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    std::thread::spawn(Context::current().wrap(f))
+    std::thread::spawn(Context::inherited().wrap(f))
 }
 
 /// [`std::thread::Builder::spawn`], with the new thread running in a copy of the
@@ -52,7 +54,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    builder.spawn(Context::current().wrap(f))
+    builder.spawn(Context::inherited().wrap(f))
 }
 
 /// [`std::thread::Scope::spawn`], with the scoped thread running in a copy of the
@@ -78,5 +80,5 @@ where
     F: FnOnce() -> R + Send + 'scope,
     R: Send + 'scope,
 {
-    scope.spawn(Context::current().wrap(f))
+    scope.spawn(Context::inherited().wrap(f))
 }

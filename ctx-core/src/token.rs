@@ -8,6 +8,11 @@ use crate::error::ResetError;
 use crate::map::Value;
 use crate::var::downcast;
 
+/// Invariant in `T` (a covariant token could be retyped by subtyping, as
+/// `for<'a> fn(&'a u8)` to `fn(&'static u8)`, and read as the wrong type), and `Send`
+/// and `Sync` exactly when `T` is.
+type Invariant<T> = PhantomData<(T, fn(T) -> T)>;
+
 /// Returned by [`ContextVar::set`]; [`ContextVar::reset`] takes it to restore the
 /// variable's previous state: PEP 567's `contextvars.Token`.
 ///
@@ -18,7 +23,7 @@ pub struct Token<T> {
     var_name: &'static str,
     context_id: u64,
     old: Option<Value>,
-    _value: PhantomData<T>,
+    _value: Invariant<T>,
 }
 
 impl<T: 'static> Token<T> {
@@ -44,6 +49,10 @@ impl<T: 'static> Token<T> {
 
     fn is_disarmed(&self) -> bool {
         self.var_id == 0
+    }
+
+    pub(crate) fn context_id(&self) -> u64 {
+        self.context_id
     }
 
     pub(crate) fn into_parts(self) -> (u32, u64, Option<Value>) {
@@ -74,23 +83,39 @@ impl<T> fmt::Debug for Token<T> {
 /// Resets a variable when dropped; returned by [`ContextVar::set_scoped`].
 ///
 /// Keep it in the same task (or `Context::run`) that created it; it may be held across
-/// `.await`s there.
+/// `.await`s there. Guards of one variable nest: the latest one resets first. Two
+/// `join!` branches share their task's context, so guards held in both would reset out
+/// of order and leave a value behind; a guard refuses that (see below) rather than
+/// silently keep a value. Give each branch a context of its own instead, with
+/// `.in_current_context()` or [`ContextVar::scope`].
 ///
 /// # Panics
 ///
-/// On drop, if the reset fails because the guard was dropped in a different context from
-/// the one it was created in (moved into another task or thread), unless the thread is
-/// already panicking. Use [`ResetGuard::reset`] to handle that case as an error instead.
+/// On drop, unless the thread is already panicking, if the reset fails:
+/// - the guard is dropped in a different context from the one it was created in (moved
+///   into another task or thread, or into a [`ContextVar::sync_scope`], which runs in a
+///   copy);
+/// - a later set of the variable is still in place (a guard dropped out of order, as in
+///   two `join!` branches, or a plain `set` after the guard's that was never reset):
+///   resetting now would throw that value away, or bring back one that was reset.
+///
+/// Use [`ResetGuard::reset`] to handle these as errors instead.
 #[must_use = "the variable is reset as soon as the guard is dropped"]
 pub struct ResetGuard<'a, T: Send + Sync + 'static> {
     var: &'a ContextVar<T>,
     /// [`Token::disarmed`] once the guard has been used up.
     token: Token<T>,
+    /// The value the guard's `set` wrote, to tell whether it is still the latest.
+    written: Option<Value>,
 }
 
 impl<'a, T: Send + Sync + 'static> ResetGuard<'a, T> {
-    pub(crate) fn new(var: &'a ContextVar<T>, token: Token<T>) -> Self {
-        ResetGuard { var, token }
+    pub(crate) fn new(var: &'a ContextVar<T>, token: Token<T>, written: Option<Value>) -> Self {
+        ResetGuard {
+            var,
+            token,
+            written,
+        }
     }
 
     /// The token the guard will reset with.
@@ -102,9 +127,10 @@ impl<'a, T: Send + Sync + 'static> ResetGuard<'a, T> {
     ///
     /// # Errors
     ///
-    /// As [`ContextVar::reset`].
+    /// As [`ContextVar::reset`], and [`ResetError::Superseded`] while a later set of the
+    /// variable is still in place. Nothing changes on error.
     pub fn reset(mut self) -> Result<(), ResetError> {
-        self.var.reset(self.take())
+        self.reset_now()
     }
 
     /// Disarms the guard: the value stays set, and the token is the caller's.
@@ -115,6 +141,11 @@ impl<'a, T: Send + Sync + 'static> ResetGuard<'a, T> {
     fn take(&mut self) -> Token<T> {
         std::mem::replace(&mut self.token, Token::disarmed())
     }
+
+    fn reset_now(&mut self) -> Result<(), ResetError> {
+        let token = self.take();
+        self.var.reset_checked(token, self.written.as_ref())
+    }
 }
 
 impl<T: Send + Sync + 'static> Drop for ResetGuard<'_, T> {
@@ -122,15 +153,33 @@ impl<T: Send + Sync + 'static> Drop for ResetGuard<'_, T> {
         if self.token.is_disarmed() {
             return;
         }
-        match self.var.reset(self.take()) {
-            Ok(()) | Err(ResetError::ThreadExiting) => {}
-            Err(error) if !std::thread::panicking() => {
-                panic!(
-                    "ctx: ResetGuard for {:?} dropped in the wrong place: {error}",
-                    self.var.name()
-                )
-            }
-            Err(_) => {}
+        let context = self.token.context_id();
+        let error = match self.reset_now() {
+            Ok(()) | Err(ResetError::ThreadExiting) => return,
+            Err(_) if std::thread::panicking() => return,
+            Err(error) => error,
+        };
+        let name = self.var.name();
+        // The guard's context is current, but hidden by a scope opened after the guard.
+        let in_later_scope =
+            || crate::current::read(|current| current.scopes_hide(context)).unwrap_or(false);
+        match error {
+            ResetError::Superseded => panic!(
+                "ctx: ResetGuard for {name:?} dropped while a later set of {name:?} is still \
+                 in place, so resetting would lose that value. Guards of one variable must \
+                 be dropped in reverse order; two `join!`/`select!` branches of one task \
+                 share its context, so give each branch its own with \
+                 `.in_current_context()` or `{name}.scope(value, fut)`"
+            ),
+            ResetError::WrongContext if in_later_scope() => panic!(
+                "ctx: ResetGuard for {name:?} dropped inside a `sync_scope` opened after it, \
+                 in the same task: the scope runs in a copy of the context. Drop the guard \
+                 before the scope, or after it returns"
+            ),
+            error => panic!(
+                "ctx: ResetGuard for {name:?} dropped in another context than the one that \
+                 created it (another task or thread): {error}"
+            ),
         }
     }
 }

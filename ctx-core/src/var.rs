@@ -1,15 +1,15 @@
 //! [`ContextVar`]: a key into the current context.
 
 use std::any::Any;
-use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::current;
+use crate::default::LazyDefault;
 use crate::error::{AccessError, ResetError};
+use crate::map::Value;
 use crate::token::{ResetGuard, Token};
 use crate::{Context, WithContext};
 
@@ -35,12 +35,29 @@ use crate::{Context, WithContext};
 /// assert_eq!(REQUEST_ID.get(), None);
 /// # });
 /// ```
+///
+/// # Flow policy
+///
+/// By default a value travels everywhere its context goes: into awaited futures, and
+/// into every task, thread and blocking job spawned from it. A variable declared with
+/// [`inherit(false)`](ContextVar::inherit) is *local to its task*: awaited code sees it,
+/// but spawned work starts without it ([`Context::inherited`] is what spawns capture).
+/// That is the policy for values that must not outlive or leave the code that set them,
+/// such as an open database transaction or a connection checked out of a pool.
+///
+/// # Declare variables as `static`
+///
+/// A `ContextVar` is a key: each one is a distinct variable. A `const` would be a new
+/// variable at every mention, so a value set through one mention is never seen through
+/// another (clippy's `declare_interior_mutable_const` warns about such a `const`, and
+/// `#[context_var]` refuses one).
 pub struct ContextVar<T: 'static> {
     name: &'static str,
-    /// Dense process-wide id, the key in every context's map; 0 until first use.
+    /// Dense process-wide id, the key in every context's map; 0 until first written.
     id: AtomicU32,
-    default: Option<fn() -> T>,
-    default_value: OnceLock<T>,
+    /// Whether spawned tasks inherit the value (see "Flow policy").
+    inherit: bool,
+    default: LazyDefault<T>,
 }
 
 /// Hands out variable ids. Starts at 1: 0 means "not assigned yet".
@@ -54,8 +71,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         ContextVar {
             name,
             id: AtomicU32::new(0),
-            default: None,
-            default_value: OnceLock::new(),
+            inherit: true,
+            default: LazyDefault::new(None),
         }
     }
 
@@ -64,6 +81,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// `default` is called lazily, at most once per variable (even when many threads read
     /// it first at the same time), and its result is shared. A default is never a value
     /// *in* a context: [`Context::contains`] is false for it, and [`Context::get`] is `None`.
+    ///
+    /// A builder may read other variables, and so their defaults. One that reads its own
+    /// variable, directly or through other builders, sees no default there (`None`),
+    /// on one thread or across several: builders that read each other never deadlock.
     ///
     /// ```
     /// use ctx_core::ContextVar;
@@ -77,14 +98,44 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         ContextVar {
             name,
             id: AtomicU32::new(0),
-            default: Some(default),
-            default_value: OnceLock::new(),
+            inherit: true,
+            default: LazyDefault::new(Some(default)),
         }
+    }
+
+    /// Sets the variable's flow policy: with `false`, spawned tasks, threads and
+    /// blocking jobs do not inherit its value (see "Flow policy" above); awaited code
+    /// still sees it. `#[context_var(inherit = false)]` is the same.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    ///
+    /// static TRANSACTION: ContextVar<u64> = ContextVar::new("tx").inherit(false);
+    ///
+    /// # Context::new().run(|| {
+    /// TRANSACTION.set(42);
+    /// assert_eq!(TRANSACTION.get(), Some(42));
+    /// let seen = ctx_core::thread::spawn(|| TRANSACTION.get()).join().unwrap();
+    /// assert_eq!(seen, None); // a spawned thread starts without it
+    /// # });
+    /// ```
+    pub const fn inherit(mut self, inherit: bool) -> Self {
+        self.inherit = inherit;
+        // A variable whose values live elsewhere is a new variable.
+        self.id = AtomicU32::new(0);
+        self
     }
 
     /// The name given at construction.
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// Whether spawned tasks inherit this variable's value (see
+    /// [`inherit`](ContextVar::inherit)).
+    #[inline]
+    pub fn inherits(&self) -> bool {
+        self.inherit
     }
 
     /// The value in the current context, else the default, else `None`.
@@ -104,7 +155,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     {
         match self.read() {
             Ok(Some(value)) => Some(value),
-            Ok(None) | Err(_) => self.default_value().cloned(),
+            Ok(None) | Err(_) => self.default.get().cloned(),
         }
     }
 
@@ -140,7 +191,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     where
         T: Clone,
     {
-        Ok(self.read()?.or_else(|| self.default_value().cloned()))
+        Ok(self.read()?.or_else(|| self.default.get().cloned()))
     }
 
     /// Calls `f` with a reference to the value (same lookup as [`get`](ContextVar::get)),
@@ -163,12 +214,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         // One reference count on the value, rather than holding the thread-local
         // borrowed while user code runs.
-        let value = current::with(|ctx| ctx.map.get_shared(self.id()).cloned())
-            .ok()
-            .flatten();
+        let value = self.assigned_id().and_then(|id| {
+            current::with(|ctx| ctx.map_of(self).get_shared(id).cloned())
+                .ok()
+                .flatten()
+        });
         match &value {
             Some(value) => f(Some(downcast(&**value))),
-            None => f(self.default_value()),
+            None => f(self.default.get()),
         }
     }
 
@@ -178,23 +231,25 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// The value stays until it is replaced or reset, or until the context is dropped;
     /// other contexts (a task's creator, its siblings, earlier copies) do not see it.
     ///
+    /// While the thread is exiting (its thread-locals being destroyed, as when a value's
+    /// `Drop` runs at thread exit) there is no context to set: the value is dropped, and
+    /// resetting the token reports [`ResetError::ThreadExiting`]. Use
+    /// [`try_set`](ContextVar::try_set) to be told.
+    ///
     /// # Panics
     ///
-    /// If the thread is exiting (use [`try_set`](ContextVar::try_set) there), or from
-    /// inside a value's `Clone` implementation during [`get`](ContextVar::get), or on a
-    /// thread in [strict mode](crate::strict) outside any task's context.
+    /// From inside a value's `Clone` implementation during [`get`](ContextVar::get), or
+    /// on a thread in [strict mode](crate::strict) outside any task's context.
     #[track_caller]
     pub fn set(&self, value: T) -> Token<T> {
-        self.try_set(value).unwrap_or_else(|_| {
-            panic!(
-                "ctx: ContextVar::set({:?}) called while the thread is exiting; use try_set",
-                self.name
-            )
-        })
+        match self.write(Arc::new(value)) {
+            Ok((token, _)) => token,
+            Err(AccessError { .. }) => Token::new(self.id(), self.name, current::NO_CONTEXT, None),
+        }
     }
 
-    /// Like [`set`](ContextVar::set), but returns an error instead of panicking while the
-    /// thread is exiting.
+    /// Like [`set`](ContextVar::set), but returns an error instead of dropping the value
+    /// quietly while the thread is exiting.
     ///
     /// # Errors
     ///
@@ -207,21 +262,36 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// on a thread in [strict mode](crate::strict) outside any task's context.
     #[track_caller]
     pub fn try_set(&self, value: T) -> Result<Token<T>, AccessError> {
+        self.write(Arc::new(value)).map(|(token, _)| token)
+    }
+
+    /// Writes `value` into the current context; returns the token and the written value
+    /// (a handle on it, for identity).
+    #[track_caller]
+    fn write(&self, value: Value) -> Result<(Token<T>, Value), AccessError> {
         let id = self.id();
-        let value: crate::map::Value = Arc::new(value);
         let written = current::with_mut(|current| {
             if current.refuses_unscoped_set() {
                 return Err(value);
             }
             let context_id = current.prepare_write();
-            Ok((context_id, current.context.map.insert(id, self.name, value)))
-        })?;
+            let handle = Arc::clone(&value);
+            let old = current
+                .context
+                .map_of_mut(self)
+                .insert(id, self.name, value);
+            Ok((context_id, old, handle))
+        });
         match written {
-            Ok((context_id, old)) => Ok(Token::new(id, self.name, context_id, old)),
-            Err(value) => {
+            Ok(Ok((context_id, old, handle))) => {
+                Ok((Token::new(id, self.name, context_id, old), handle))
+            }
+            Ok(Err(value)) => {
                 drop(value);
                 crate::strict::refused(self.name)
             }
+            // `value` was dropped inside `try_with`'s closure, which never ran.
+            Err(error) => Err(error),
         }
     }
 
@@ -244,9 +314,18 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// # Panics
     ///
     /// As [`set`](ContextVar::set); the guard panics on drop if it is dropped in a
-    /// different context from the one it was created in (see [`ResetGuard`]).
+    /// different context from the one it was created in, or while a later set of the
+    /// variable is still in place (see [`ResetGuard`]).
+    #[track_caller]
     pub fn set_scoped(&self, value: T) -> ResetGuard<'_, T> {
-        ResetGuard::new(self, self.set(value))
+        match self.write(Arc::new(value)) {
+            Ok((token, written)) => ResetGuard::new(self, token, Some(written)),
+            Err(AccessError { .. }) => ResetGuard::new(
+                self,
+                Token::new(self.id(), self.name, current::NO_CONTEXT, None),
+                None,
+            ),
+        }
     }
 
     /// Restores the variable to what it was before the `set` that returned `token`:
@@ -261,24 +340,39 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// - [`ResetError::WrongContext`]: the token was created in another context.
     /// - [`ResetError::ThreadExiting`]: the thread's thread-locals are being destroyed.
     pub fn reset(&self, token: Token<T>) -> Result<(), ResetError> {
-        let id = self.id();
+        self.reset_checked(token, None)
+    }
+
+    /// [`reset`](ContextVar::reset); with `written`, only while the variable still holds
+    /// that value (for [`ResetGuard`], whose sets nest).
+    pub(crate) fn reset_checked(
+        &self,
+        token: Token<T>,
+        written: Option<&Value>,
+    ) -> Result<(), ResetError> {
         let (token_var, token_context, old) = token.into_parts();
-        if token_var != id {
+        if Some(token_var) != self.assigned_id() {
             return Err(ResetError::WrongVar);
         }
         // Whatever leaves the map (or the unused `old`, on error) is dropped only after
         // the borrow ends: its `Drop` is user code.
         let displaced = current::with_mut(|current| {
-            let ctx = &mut current.context;
             // Tokens always carry a real identity, never the 0 of an unwritten context.
-            if ctx.id != token_context {
-                return Err(old);
+            if current.context.id != token_context {
+                return Err((ResetError::WrongContext, old));
             }
-            Ok(ctx.map.restore(id, self.name, old))
+            let map = current.context.map_of_mut(self);
+            if let Some(written) = written {
+                let now = map.get_shared(token_var);
+                if !now.is_some_and(|now| Arc::ptr_eq(now, written)) {
+                    return Err((ResetError::Superseded, old));
+                }
+            }
+            Ok(map.restore(token_var, self.name, old))
         });
         match displaced {
             Ok(Ok(_displaced)) => Ok(()),
-            Ok(Err(_old)) => Err(ResetError::WrongContext),
+            Ok(Err((error, _old))) => Err(error),
             Err(AccessError { .. }) => Err(ResetError::ThreadExiting),
         }
     }
@@ -326,13 +420,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// # });
     /// ```
     ///
+    /// While the thread is exiting there is no context to write to: `f` runs without
+    /// the value (as [`Context::run`] does then).
+    ///
     /// # Panics
     ///
     /// As [`Context::run`].
     pub fn sync_scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
-        let _scope = current::scope(self.id(), self.name, Arc::new(value)).unwrap_or_else(|_| {
-            panic!("ctx: ContextVar::sync_scope called while the thread is exiting")
-        });
+        let _scope = current::scope(self.id(), self.name, !self.inherit, Arc::new(value));
         f()
     }
 
@@ -342,16 +437,36 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     where
         T: Clone,
     {
-        let id = self.id();
-        current::with(|ctx| ctx.map.get(id).map(|value| downcast::<T>(value).clone()))
+        // A variable never written has no id, and no context holds it: reading it
+        // must not use up an id (a `const` would be a new variable at every read).
+        let Some(id) = self.assigned_id() else {
+            return current::with(|_| None);
+        };
+        current::with(|ctx| {
+            ctx.map_of(self)
+                .get(id)
+                .map(|value| downcast::<T>(value).clone())
+        })
     }
 
-    /// This variable's key in every context's map.
+    /// This variable's key in every context's map, assigned on first use: for writes.
     #[inline]
     pub(crate) fn id(&self) -> u32 {
         match self.id.load(Ordering::Relaxed) {
             0 => self.assign_id(),
             id => id,
+        }
+    }
+
+    /// This variable's key, or `None` if it was never written: for reads. A context
+    /// that holds the variable was written after the id was assigned, and reached this
+    /// thread through whatever made it visible here (a spawn, a channel), so the
+    /// assigned id is visible too.
+    #[inline]
+    pub(crate) fn assigned_id(&self) -> Option<u32> {
+        match self.id.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(id),
         }
     }
 
@@ -369,53 +484,6 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             // Another thread assigned one first; `fresh` is simply never used.
             Err(winner) => winner,
         }
-    }
-
-    /// The default value, built on first use.
-    #[inline]
-    fn default_value(&self) -> Option<&T> {
-        let build = self.default?;
-        match self.default_value.get() {
-            Some(value) => Some(value),
-            None => self.build_default(build),
-        }
-    }
-
-    /// Builds the default at most once. A builder that reads its own variable would wait
-    /// on itself; it sees no default instead. Builders may read and set other variables.
-    #[cold]
-    fn build_default(&self, build: fn() -> T) -> Option<&T> {
-        thread_local! {
-            static BUILDING: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-        }
-        struct Building(u32);
-        impl Drop for Building {
-            fn drop(&mut self) {
-                let _ = BUILDING.try_with(|building| {
-                    let mut building = building.borrow_mut();
-                    if let Some(at) = building.iter().rposition(|&id| id == self.0) {
-                        building.remove(at);
-                    }
-                });
-            }
-        }
-
-        let id = self.id();
-        let reentered = BUILDING
-            .try_with(|building| {
-                let mut building = building.borrow_mut();
-                let reentered = building.contains(&id);
-                if !reentered {
-                    building.push(id);
-                }
-                reentered
-            })
-            .unwrap_or(false);
-        if reentered {
-            return None;
-        }
-        let _building = Building(id);
-        Some(self.default_value.get_or_init(build))
     }
 }
 
@@ -437,9 +505,10 @@ pub(crate) fn downcast<T: 'static>(value: &(dyn Any + Send + Sync)) -> &T {
     // SAFETY: entries are keyed by variable id, and ids are unique per `ContextVar`: one
     // is taken from a counter that never wraps (`assign_id` panics first), at most once
     // per variable (a compare-exchange from 0), and a `ContextVar` cannot be cloned.
-    // Every insertion under a `ContextVar<T>`'s id stores a `T`: `try_set`,
-    // `sync_scope` and `Context::with_value` take a `T`; `reset` stores only the value
-    // its `Token<T>` took out of the same id (a token from another id is `WrongVar`),
+    // Every insertion under a `ContextVar<T>`'s id (in either of a context's maps)
+    // stores a `T`: `write`, `sync_scope` and `Context::with_value` take a `T`; `reset`
+    // stores only the value its `Token<T>` took out of the same id (a token from another
+    // id is `WrongVar`, and `Token` is invariant in `T`, so a token cannot be retyped),
     // and leaving a `sync_scope` only what the scope took out of its own id.
     // So `value` is a `T`, and casting the data pointer of the trait object to `T`
     // yields a valid reference with `value`'s lifetime. Every test and the property
@@ -451,7 +520,8 @@ impl<T: 'static> fmt::Debug for ContextVar<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ContextVar")
             .field("name", &self.name)
-            .field("has_default", &self.default.is_some())
+            .field("inherit", &self.inherit)
+            .field("has_default", &self.default.exists())
             .finish_non_exhaustive()
     }
 }

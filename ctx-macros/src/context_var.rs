@@ -7,7 +7,7 @@ use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
-use syn::{Attribute, Expr, Ident, Item, LitStr, Path, Token, Type, Visibility};
+use syn::{Attribute, Expr, Ident, Item, LitBool, LitStr, Path, Token, Type, Visibility};
 
 use crate::args;
 
@@ -59,10 +59,11 @@ fn with_error(error: syn::Error, item: TokenStream) -> TokenStream {
     quote!(#error #item)
 }
 
-/// `name = "..."` and `crate = path`.
+/// `name = "..."`, `inherit = bool` and `crate = path`.
 #[derive(Default)]
 struct Args {
     name: Option<LitStr>,
+    inherit: Option<LitBool>,
     krate: Option<Path>,
 }
 
@@ -76,6 +77,11 @@ impl Args {
                         return Err(syn::Error::new(key.span(), "`name` is given twice"));
                     }
                 }
+                Arg::Inherit(key, inherit) => {
+                    if args.inherit.replace(inherit).is_some() {
+                        return Err(syn::Error::new(key.span(), "`inherit` is given twice"));
+                    }
+                }
                 Arg::Crate(token, path) => args::set_crate(&mut args.krate, path, token.span)?,
             }
         }
@@ -85,10 +91,11 @@ impl Args {
 
 enum Arg {
     Name(Ident, LitStr),
+    Inherit(Ident, LitBool),
     Crate(Token![crate], Path),
 }
 
-const ACCEPTED: &str = "accepted: `name = \"...\"`, `crate = path`";
+const ACCEPTED: &str = "accepted: `name = \"...\"`, `inherit = false`, `crate = path`";
 
 impl Parse for Arg {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -100,7 +107,7 @@ impl Parse for Arg {
         let key = input
             .call(Ident::parse_any)
             .map_err(|e| syn::Error::new(e.span(), format!("expected an argument; {ACCEPTED}")))?;
-        if key != "name" {
+        if key != "name" && key != "inherit" {
             return Err(syn::Error::new(
                 key.span(),
                 format!("unknown argument `{key}`; {ACCEPTED}"),
@@ -108,6 +115,19 @@ impl Parse for Arg {
         }
         input.parse::<Token![=]>()?;
         let value: Expr = input.parse()?;
+        if key == "inherit" {
+            return match value {
+                Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Bool(inherit),
+                    ..
+                }) => Ok(Arg::Inherit(key, inherit)),
+                other => Err(syn::Error::new(
+                    other.span(),
+                    "`inherit` takes `true` or `false`, as in `inherit = false` \
+                     (spawned tasks do not inherit the value)",
+                )),
+            };
+        }
         match value {
             Expr::Lit(syn::ExprLit {
                 lit: syn::Lit::Str(name),
@@ -212,6 +232,10 @@ impl StaticItem {
             Some(default) => quote_spanned!(default.span()=>
                 #krate::__private::ContextVar::with_default(#name, || -> #ty { #default })
             ),
+        };
+        let init = match &args.inherit {
+            Some(inherit) => quote!(#init.inherit(#inherit)),
+            None => init,
         };
         quote! {
             #(#attrs)*

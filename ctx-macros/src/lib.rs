@@ -29,12 +29,17 @@ use proc_macro::TokenStream;
 /// #[context_var(name = "request.id")] // the name shown by `Context::iter` and `Debug`
 /// static REQUEST_ID: u64;
 ///
+/// /// Awaited code sees it; spawned tasks, threads and blocking jobs do not.
+/// #[context_var(inherit = false)]
+/// static TRANSACTION: u64;
+///
 /// # ctx_core::Context::new().run(|| {
 /// assert_eq!(USER.get(), None);
 /// assert_eq!(LEVEL.get(), Some(3));
 /// assert_eq!(TAGS.with(|tags| tags.map(Vec::len)), Some(1));
 /// assert_eq!(REQUEST_ID.name(), "request.id");
 /// assert_eq!(USER.name(), "USER");
+/// assert!(!TRANSACTION.inherits());
 ///
 /// USER.set("ada".to_string());
 /// assert_eq!(USER.get().as_deref(), Some("ada"));
@@ -47,6 +52,8 @@ use proc_macro::TokenStream;
 /// # Arguments
 ///
 /// - `name = "..."`: the variable's name (default: the identifier).
+/// - `inherit = false`: the value is local to its task: tasks, threads and blocking jobs
+///   spawned from it start without it (see `ContextVar::inherit`). Default: `true`.
 /// - `crate = path`: where to find ctx-core, for a renamed dependency or a crate that
 ///   re-exports it (`#[context_var(crate = ctx_tokio)]`).
 ///
@@ -54,7 +61,7 @@ use proc_macro::TokenStream;
 ///
 /// A compile error, pointing at the offending token, for `static mut`, an item that is
 /// not a `static`, a type that borrows for a non-`'static` lifetime, an unknown argument,
-/// or a `name` that is not a string literal.
+/// a `name` that is not a string literal, or an `inherit` that is not `true` or `false`.
 #[proc_macro_attribute]
 pub fn context_var(args: TokenStream, item: TokenStream) -> TokenStream {
     context_var::expand(args.into(), item.into()).into()

@@ -3,7 +3,8 @@
 //!
 //! The functions mirror smol's names and signatures, so switching is a path change:
 //! `smol::spawn` → `ctx_smol::spawn`, `smol::unblock` → `ctx_smol::unblock`. Each
-//! captures [`Context::current`] *at the call*; the task runs in that copy. For
+//! captures [`Context::inherited`] *at the call* (the caller's context, less the variables
+//! declared `inherit(false)`); the task runs in that copy. For
 //! executors of your own, [`ExecutorExt`] and [`LocalExecutorExt`] add `ctx_spawn` and
 //! `ctx_spawn_many` to [`Executor`] and [`LocalExecutor`]. Everything from `ctx-core` is
 //! re-exported.
@@ -27,7 +28,7 @@
 //!
 //! A task started by a library calling `smol::spawn` (or an executor's own `spawn`)
 //! itself is not wrapped; wrap the future you hand it with
-//! [`FutureExt::in_current_context`].
+//! [`FutureExt::in_inherited_context`].
 
 use std::future::Future;
 
@@ -37,7 +38,7 @@ pub use ctx_core::*;
 
 /// [`smol::spawn`], with the task running in a copy of the caller's context.
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
-    smol::spawn(future.in_current_context())
+    smol::spawn(future.in_inherited_context())
 }
 
 /// [`smol::block_on`], with the future running in a copy of the caller's context: sets
@@ -53,7 +54,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    smol::unblock(Context::current().wrap(f))
+    smol::unblock(Context::inherited().wrap(f))
 }
 
 /// [`Executor`] spawns in a copy of the caller's context.
@@ -74,7 +75,7 @@ pub trait ExecutorExt<'a> {
 
 impl<'a> ExecutorExt<'a> for Executor<'a> {
     fn ctx_spawn<T: Send + 'a>(&self, future: impl Future<Output = T> + Send + 'a) -> Task<T> {
-        self.spawn(future.in_current_context())
+        self.spawn(future.in_inherited_context())
     }
 
     fn ctx_spawn_many<T, F>(
@@ -85,7 +86,7 @@ impl<'a> ExecutorExt<'a> for Executor<'a> {
         T: Send + 'a,
         F: Future<Output = T> + Send + 'a,
     {
-        self.spawn_many(each_in_current_context(futures), handles);
+        self.spawn_many(each_in_inherited_context(futures), handles);
     }
 }
 
@@ -107,7 +108,7 @@ pub trait LocalExecutorExt<'a> {
 
 impl<'a> LocalExecutorExt<'a> for LocalExecutor<'a> {
     fn ctx_spawn<T: 'a>(&self, future: impl Future<Output = T> + 'a) -> Task<T> {
-        self.spawn(future.in_current_context())
+        self.spawn(future.in_inherited_context())
     }
 
     fn ctx_spawn_many<T, F>(
@@ -118,15 +119,15 @@ impl<'a> LocalExecutorExt<'a> for LocalExecutor<'a> {
         T: 'a,
         F: Future<Output = T> + 'a,
     {
-        self.spawn_many(each_in_current_context(futures), handles);
+        self.spawn_many(each_in_inherited_context(futures), handles);
     }
 }
 
 /// Each future in its own copy of the context current at this call.
-fn each_in_current_context<F: Future>(
+fn each_in_inherited_context<F: Future>(
     futures: impl IntoIterator<Item = F>,
 ) -> impl Iterator<Item = WithContext<F>> {
-    let context = Context::current();
+    let context = Context::inherited();
     futures
         .into_iter()
         .map(move |f| f.with_context(context.clone()))

@@ -3,9 +3,10 @@
 //!
 //! The functions mirror tokio's names and signatures, so switching is a path change:
 //! `tokio::spawn` → `ctx_tokio::spawn`, `tokio::task::spawn_blocking` →
-//! `ctx_tokio::task::spawn_blocking`. Each captures [`Context::current`] *at the call*;
-//! the task runs in that copy, so it sees its creator's values and its own `set`s never
-//! leak back. Everything from `ctx-core` is re-exported: this crate is the only
+//! `ctx_tokio::task::spawn_blocking`. Each captures [`Context::inherited`] *at the call*
+//! (the caller's context, less the variables declared `inherit(false)`); the task runs
+//! in that copy, so it sees its creator's values and its own `set`s never leak back.
+//! `block_on` runs its future in a full copy, as awaiting it would. Everything from `ctx-core` is re-exported: this crate is the only
 //! dependency a tokio user needs, macros included.
 //!
 //! ```
@@ -34,7 +35,7 @@
 //! A task started by a library calling `tokio::spawn` itself is not wrapped: it runs in
 //! its worker thread's own context, not in its creator's. Close the gap by handing such
 //! libraries a [`ContextExecutor`] where they take an executor, or by wrapping the
-//! future you give them with [`FutureExt::in_current_context`].
+//! future you give them with [`FutureExt::in_inherited_context`].
 
 use std::future::Future;
 
@@ -54,7 +55,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::spawn(future.in_current_context())
+    tokio::spawn(future.in_inherited_context())
 }
 
 /// [`tokio::task::spawn_local`], with the task running in a copy of the caller's
@@ -69,7 +70,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    tokio::task::spawn_local(future.in_current_context())
+    tokio::task::spawn_local(future.in_inherited_context())
 }
 
 /// [`tokio::task::spawn_blocking`], with the closure running in a copy of the caller's
@@ -84,7 +85,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    tokio::task::spawn_blocking(Context::current().wrap(f))
+    tokio::task::spawn_blocking(Context::inherited().wrap(f))
 }
 
 /// [`Runtime::block_on`], with the future running in a copy of the caller's context:
@@ -128,7 +129,7 @@ impl HandleExt for Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn(future.in_current_context())
+        self.spawn(future.in_inherited_context())
     }
 
     #[track_caller]
@@ -137,7 +138,7 @@ impl HandleExt for Handle {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.spawn_blocking(Context::current().wrap(f))
+        self.spawn_blocking(Context::inherited().wrap(f))
     }
 
     #[track_caller]
@@ -173,7 +174,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send,
     {
-        self.spawn(future.in_current_context())
+        self.spawn(future.in_inherited_context())
     }
 
     #[track_caller]
@@ -181,7 +182,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
     where
         F: Future<Output = T> + 'static,
     {
-        self.spawn_local(future.in_current_context())
+        self.spawn_local(future.in_inherited_context())
     }
 
     #[track_caller]
@@ -190,7 +191,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: FnOnce() -> T + Send + 'static,
         T: Send,
     {
-        self.spawn_blocking(Context::current().wrap(f))
+        self.spawn_blocking(Context::inherited().wrap(f))
     }
 }
 
@@ -216,7 +217,7 @@ impl LocalSetExt for LocalSet {
         F: Future + 'static,
         F::Output: 'static,
     {
-        self.spawn_local(future.in_current_context())
+        self.spawn_local(future.in_inherited_context())
     }
 
     #[track_caller]
@@ -229,10 +230,25 @@ impl LocalSetExt for LocalSet {
     }
 }
 
-/// An executor that spawns onto the current tokio runtime in a copy of the caller's
-/// context, for libraries that take an executor. With the `hyper` feature it is a
-/// `hyper::rt::Executor`: give it to hyper's HTTP/2 builders or `hyper-util`'s client,
-/// and the tasks they spawn inherit from whoever makes them spawn.
+/// An executor for libraries that take one (hyper's HTTP/2 builders, `hyper-util`'s
+/// client): it spawns onto the current tokio runtime, in a context chosen by its
+/// constructor. With the `hyper` feature it is a `hyper::rt::Executor`.
+///
+/// Which one to use depends on how long the tasks a library spawns live, and for whom:
+///
+/// - [`ContextExecutor::new`] (**inherit**): each task starts in what a task spawned by
+///   whoever makes the library spawn would inherit ([`Context::inherited`]). Right for
+///   tasks that do work for that caller and end with it, such as a server's per-request
+///   HTTP/2 stream tasks.
+/// - [`ContextExecutor::with_context`] (**fixed**): every task starts in a copy of one
+///   context you choose once, such as the service's base configuration.
+/// - [`ContextExecutor::detached`] (**detached**): every task starts in an empty
+///   context. Right for tasks that outlive the call that triggered them and serve many
+///   callers: `hyper-util`'s client spawns a *connection* task when a request needs a new
+///   connection, and the pool then reuses that connection for other requests. Under
+///   inherit, the connection task would keep the first request's whole context (its
+///   user, its open transaction) alive for as long as the connection lives, and the
+///   values would show in whatever that task logs for other requests.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -243,26 +259,51 @@ impl LocalSetExt for LocalSet {
 /// static USER: &'static str;
 ///
 /// # Context::new().scope(async {
-/// let executor = ContextExecutor::new();
 /// USER.set("ada");
 /// let (tx, rx) = tokio::sync::oneshot::channel();
-/// executor.execute(async move { tx.send(USER.get()).unwrap() });
+/// ContextExecutor::new().execute(async move { tx.send(USER.get()).unwrap() });
 /// assert_eq!(rx.await.unwrap(), Some("ada"));
+///
+/// let (tx, rx) = tokio::sync::oneshot::channel();
+/// ContextExecutor::detached().execute(async move { tx.send(USER.get()).unwrap() });
+/// assert_eq!(rx.await.unwrap(), None);
 /// # }).await;
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ContextExecutor {
-    _private: (),
+    /// `None`: inherit from the caller of `execute`.
+    fixed: Option<Context>,
 }
 
 impl ContextExecutor {
-    /// An executor for the current runtime.
+    /// An executor whose tasks inherit from the caller of `execute`.
     pub const fn new() -> Self {
-        ContextExecutor { _private: () }
+        ContextExecutor { fixed: None }
     }
 
-    /// Spawns `future` in a copy of the context current at this call.
+    /// An executor whose tasks each start in a copy of `context`.
+    pub const fn with_context(context: Context) -> Self {
+        ContextExecutor {
+            fixed: Some(context),
+        }
+    }
+
+    /// An executor whose tasks start in an empty context: for long-lived tasks that
+    /// serve many callers, such as pooled connections.
+    pub const fn detached() -> Self {
+        ContextExecutor::with_context(Context::new())
+    }
+
+    /// The context a task spawned now starts in.
+    pub fn context(&self) -> Context {
+        match &self.fixed {
+            Some(context) => context.clone(),
+            None => Context::inherited(),
+        }
+    }
+
+    /// Spawns `future` onto the current runtime, in [`context`](ContextExecutor::context).
     ///
     /// # Panics
     ///
@@ -273,7 +314,7 @@ impl ContextExecutor {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        drop(spawn(future));
+        drop(tokio::spawn(future.with_context(self.context())));
     }
 }
 
@@ -283,8 +324,83 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    /// Spawns `future` in a copy of the context current at this call.
+    /// Spawns `future` in [`ContextExecutor::context`].
     fn execute(&self, future: F) {
         ContextExecutor::execute(self, future);
+    }
+}
+
+/// Strict mode (see [`ctx_core::strict`]) on tokio: refuse `set`s that would land in a
+/// thread's own context instead of a task's.
+///
+/// Where tokio polls tasks, and how to cover each place:
+///
+/// - **Worker threads** of a multi-thread runtime: `Builder::on_thread_start(enable)`.
+/// - **The thread that calls `block_on`**: on a current-thread runtime every task runs
+///   there, and tokio calls no `on_thread_start` for it. Use [`strict::block_on`]
+///   instead of `Runtime::block_on`: it runs the runtime on an empty strict base and the
+///   root future in a copy of the caller's context.
+///
+/// `#[tokio::main]` and `#[tokio::test]` build their runtime where no hook can reach
+/// it; write the few lines they stand for instead:
+///
+/// ```
+/// # #[ctx_tokio::context_var] static USER: &'static str;
+/// fn main() -> std::io::Result<()> {
+///     let runtime = tokio::runtime::Builder::new_multi_thread()
+///         .enable_all()
+///         .on_thread_start(ctx_tokio::strict::enable)
+///         .build()?;
+///     ctx_tokio::strict::block_on(&runtime, async {
+///         USER.set("ada"); // the root future has a context of its own
+///         // ... serve
+///     });
+///     Ok(())
+/// }
+/// # main().unwrap();
+/// ```
+///
+/// [`strict::block_on`]: crate::strict::block_on
+pub mod strict {
+    use std::future::Future;
+
+    use tokio::runtime::Runtime;
+
+    use crate::FutureExt;
+
+    pub use ctx_core::strict::*;
+
+    /// [`Runtime::block_on`] in strict mode: the calling thread runs on a new, empty
+    /// strict base (see [`ctx_core::strict::run`]) while `future` runs in a copy of the
+    /// caller's context, as [`crate::block_on`] does. Any task the runtime polls on this
+    /// thread outside a context of its own, as every task of a current-thread runtime
+    /// that was spawned with plain `tokio::spawn` is, cannot set variables (it panics
+    /// with a message that names the fix) nor read the caller's. The thread's own
+    /// context and mode are restored afterwards.
+    ///
+    /// ```
+    /// use ctx_tokio::context_var;
+    ///
+    /// #[context_var]
+    /// static USER: &'static str;
+    ///
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # ctx_tokio::Context::new().run(|| {
+    /// let leaked = ctx_tokio::strict::block_on(&runtime, async {
+    ///     USER.set("ada"); // fine: the root future has its own context
+    ///     let unwrapped = tokio::spawn(async { USER.set("mallory") });
+    ///     unwrapped.await.unwrap_err().is_panic()
+    /// });
+    /// assert!(leaked);
+    /// # });
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`Runtime::block_on`]: when called from inside an asynchronous context.
+    #[track_caller]
+    pub fn block_on<F: Future>(runtime: &Runtime, future: F) -> F::Output {
+        let future = future.in_current_context();
+        run(|| runtime.block_on(future))
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use ctx_core::{Context, ContextVar, ResetError};
+use ctx_core::{Context, ContextVar, FutureExt, ResetError};
 use ctx_tests::{Tracked, fresh};
 
 static VALUE: ContextVar<Tracked> = ContextVar::new("value");
@@ -160,27 +160,77 @@ fn a_thread_local_being_torn_down_reads_defaults_and_never_panics() {
 }
 
 #[test]
-fn set_during_teardown_panics_with_advice_and_reset_reports_it() {
+fn set_run_scope_and_poll_during_teardown_degrade_quietly() {
     fresh(|| {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let token = PROBE.set(1);
             let drops = Arc::new(AtomicUsize::new(0));
+            // Runs while the thread's context is destroyed: before, a `set` here panicked
+            // inside a thread-local destructor, which aborts the process.
             VALUE.set(Tracked::on_drop(&drops, move || {
                 let reset = PROBE.reset(token);
-                let message = std::panic::catch_unwind(|| PROBE.set(3))
-                    .map(drop)
-                    .unwrap_err()
-                    .downcast::<String>()
-                    .unwrap();
-                tx.send((reset, message)).unwrap();
+                let late = PROBE.set(3);
+                let late_reset = PROBE.reset(late);
+                let ran = Context::new().with_value(&PROBE, 4).run(|| PROBE.get());
+                let scoped = PROBE.sync_scope(5, || PROBE.get());
+                let polled = ctx_tests::block_on(
+                    async {
+                        PROBE.set(6);
+                        6
+                    }
+                    .in_current_context(),
+                );
+                tx.send((reset, late_reset, ran, scoped, polled)).unwrap();
             }));
         })
         .join()
-        .unwrap();
-        let (reset, message) = rx.recv().unwrap();
-        assert_eq!(reset, Err(ResetError::ThreadExiting));
-        assert!(message.contains("try_set"), "{message}");
+        .expect("the thread exits normally");
+        let report = rx.recv().unwrap();
+        assert_eq!(
+            report,
+            (
+                Err(ResetError::ThreadExiting),
+                Err(ResetError::ThreadExiting),
+                None,
+                None,
+                6
+            )
+        );
+    });
+}
+
+#[test]
+fn a_thread_local_destructor_may_enter_contexts_after_ctx_is_gone() {
+    struct Late(mpsc::Sender<(Option<u32>, u32)>);
+    impl Drop for Late {
+        fn drop(&mut self) {
+            let ran = Context::new().with_value(&PROBE, 1).run(|| {
+                PROBE.set(2);
+                PROBE.get()
+            });
+            let polled = ctx_tests::block_on(PROBE.scope(3, async { 3 }));
+            let _ = self.0.send((ran, polled));
+        }
+    }
+    thread_local! {
+        static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) };
+    }
+    fresh(|| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Registered first, so destroyed after ctx's own thread-local (destructors
+            // run in reverse order of registration).
+            LATE.with(|late| *late.borrow_mut() = Some(Late(tx)));
+            PROBE.set(9);
+        })
+        .join()
+        .expect("the thread exits normally");
+        let (ran, polled) = rx.recv().unwrap();
+        // ctx's thread-local is gone by now: `run` ran its closure without the context,
+        // where the `set` was dropped and the `get` found nothing. Before, it aborted.
+        assert_eq!(ran, None);
+        assert_eq!(polled, 3);
     });
 }
 
