@@ -525,3 +525,31 @@ impl<T: 'static> fmt::Debug for ContextVar<T> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ContextVar;
+    use crate::Context;
+
+    /// Reads never assign an id: a `const` variable, a new one at every mention, would
+    /// otherwise use up the id space one read at a time, and then every static that had
+    /// not been written yet would panic.
+    #[test]
+    fn reads_of_a_never_written_variable_use_no_id() {
+        let var: ContextVar<u32> = ContextVar::with_default("fresh", || 1);
+        Context::new().run(|| {
+            assert_eq!(var.get(), Some(1));
+            assert_eq!(var.get_or(2), 2);
+            assert_eq!(var.try_get(), Ok(Some(1)));
+            assert_eq!(var.with(|v| v.copied()), Some(1));
+            let ctx = Context::current();
+            assert_eq!(ctx.get(&var), None);
+            assert!(!ctx.contains(&var));
+            let _ = ctx.clone().without(&var);
+            assert!(ctx.iter().all(|(info, _)| !info.is(&var)));
+        });
+        assert_eq!(var.assigned_id(), None);
+        Context::new().run(|| drop(var.set(3)));
+        assert!(var.assigned_id().is_some(), "a write assigns one");
+    }
+}

@@ -48,6 +48,23 @@ async fn seed_sub(var: &'static ctx_core::ContextVar<String>) {
     assert_eq!(var.get().as_deref(), Some("sub"));
 }
 
+/// The message of a caught panic (`String` or `&str` payloads), or `""`.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|m| (*m).to_owned()))
+        .unwrap_or_default()
+}
+
+/// Runs `f`, which must panic, and returns its panic message.
+pub fn expect_panic<R>(f: impl FnOnce() -> R) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(_) => panic!("expected a panic"),
+        Err(payload) => panic_message(&*payload),
+    }
+}
+
 /// Drives `fut` to completion on this thread, parking while it is pending.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     struct Unpark(thread::Thread);

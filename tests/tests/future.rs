@@ -1,6 +1,6 @@
 //! `WithContext` and `FutureExt`: futures that carry a context across polls and threads.
 
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
@@ -279,5 +279,125 @@ fn a_finished_future_is_dropped_at_completion_inside_its_context() {
         assert!(message.contains("polled after it completed"), "{message}");
         drop(fut);
         assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+#[test]
+fn the_inner_future_can_be_reached_and_taken_back_out() {
+    fresh(|| {
+        let ctx = Context::new().with_value(&COUNT, 1);
+        let mut fut = std::future::ready(5).with_context(ctx.clone());
+        assert_eq!(fut.inner().clone().into_inner(), 5);
+        let _: &mut std::future::Ready<i32> = fut.inner_mut();
+        assert_eq!(fut.into_inner().into_inner(), 5);
+
+        let (context, inner) = std::future::ready(6).with_context(ctx).into_parts();
+        assert_eq!(context.get(&COUNT), Some(&1));
+        assert_eq!(block_on(inner), 6);
+
+        let mut fut = Box::pin(std::future::ready(7).with_context(Context::new()));
+        let _: std::pin::Pin<&mut std::future::Ready<i32>> = fut.as_mut().inner_pin_mut();
+    });
+}
+
+#[test]
+fn take_context_returns_what_the_future_set() {
+    fresh(|| {
+        let mut fut = Box::pin(
+            async {
+                COUNT.set(2);
+                yield_now(1).await;
+                COUNT.set(3);
+            }
+            .with_context(Context::new()),
+        );
+        assert_eq!(poll_once(fut.as_mut()), Poll::Pending);
+        assert_eq!(poll_once(fut.as_mut()), Poll::Ready(()));
+        let left = fut.as_mut().take_context();
+        assert_eq!(left.get(&COUNT), Some(&3));
+        assert!(fut.as_mut().take_context().is_empty(), "spent");
+        assert_eq!(COUNT.get(), None);
+    });
+}
+
+#[test]
+fn take_context_drops_an_unfinished_future_inside_its_context() {
+    fresh(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, seen_in_drop) = std::sync::mpsc::channel();
+        let held = Tracked::on_drop(&drops, move || tx.send(VAR.get()).unwrap());
+        let mut fut = Box::pin(
+            async move {
+                let _held = held;
+                VAR.set("inside".into());
+                std::future::pending::<()>().await;
+            }
+            .with_context(Context::new()),
+        );
+        assert_eq!(poll_once(fut.as_mut()), Poll::Pending);
+        let left = fut.as_mut().take_context();
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        assert_eq!(seen_in_drop.recv().unwrap().as_deref(), Some("inside"));
+        assert_eq!(left.get(&VAR).map(String::as_str), Some("inside"));
+        let message = ctx_tests::expect_panic(|| poll_once(fut.as_mut()));
+        assert!(message.contains("polled after it completed"), "{message}");
+    });
+}
+
+#[test]
+fn a_sink_runs_every_call_in_its_context() {
+    use futures_sink::Sink;
+
+    /// Records the value of `COUNT` at every call.
+    #[derive(Default)]
+    struct Recorder(Vec<(&'static str, Option<usize>)>);
+    impl Sink<()> for Recorder {
+        type Error = std::convert::Infallible;
+        fn poll_ready(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.0.push(("ready", COUNT.get()));
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(mut self: Pin<&mut Self>, (): ()) -> Result<(), Self::Error> {
+            self.0.push(("send", COUNT.get()));
+            COUNT.set(COUNT.get().unwrap_or(0) + 1);
+            Ok(())
+        }
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.0.push(("flush", COUNT.get()));
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
+            self.0.push(("close", COUNT.get()));
+            Poll::Ready(Ok(()))
+        }
+    }
+    fresh(|| {
+        let context = Context::new().with_value(&COUNT, 10);
+        let mut sink = Box::pin(ctx_core::WithContext::new(context, Recorder::default()));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(sink.as_mut().poll_ready(&mut cx).is_ready());
+        sink.as_mut().start_send(()).unwrap();
+        assert!(sink.as_mut().poll_flush(&mut cx).is_ready());
+        assert!(sink.as_mut().poll_close(&mut cx).is_ready());
+        assert_eq!(COUNT.get(), None, "nothing leaks to the caller");
+        assert_eq!(sink.context().get(&COUNT), Some(&11));
+        assert_eq!(
+            sink.inner().0,
+            [
+                ("ready", Some(10)),
+                ("send", Some(10)),
+                ("flush", Some(11)),
+                ("close", Some(11))
+            ]
+        );
     });
 }

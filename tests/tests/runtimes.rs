@@ -16,6 +16,10 @@ static VAR: String;
 #[context_var]
 static COUNT: usize;
 
+/// Local to its task, as a database transaction would be.
+#[context_var(inherit = false)]
+static TRANSACTION: Tracked;
+
 /// The seed's first example: a set inside an awaited coroutine is seen by the caller.
 fn seed_awaiting_shares_the_context<R: Runtime>(rt: &R) {
     rt.block_on(async { rt.spawn(seed_main(&VAR)).join.await });
@@ -236,6 +240,49 @@ fn block_on_does_not_leak<R: Runtime>(rt: &R) {
     assert_eq!(Context::current().len(), 1);
 }
 
+/// A variable declared `inherit = false` is seen by awaited code and `join!` branches,
+/// never by spawned tasks or blocking jobs: 300 background jobs spawned while a
+/// transaction is open neither see it nor keep it alive.
+fn local_variables_stay_with_their_task<R: Runtime>(rt: &R) {
+    async fn awaited() -> bool {
+        TRANSACTION.with(|tx| tx.is_some())
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        VAR.set("request".into());
+        let all_spawned = Arc::new(Barrier::new(301));
+        let jobs = Context::new()
+            .with_value(&TRANSACTION, Tracked::new(&drops))
+            .scope(async {
+                assert!(awaited().await, "awaited code sees it");
+                let (in_branch, ()) = tokio::join!(awaited(), async {});
+                assert!(in_branch, "so do join! branches");
+                VAR.set("request".into());
+                let jobs: Vec<_> = (0..300)
+                    .map(|_| {
+                        let all_spawned = Arc::clone(&all_spawned);
+                        rt.spawn(async move {
+                            all_spawned.wait().await;
+                            (VAR.get(), TRANSACTION.with(|tx| tx.is_some()))
+                        })
+                    })
+                    .collect();
+                let blocking = rt.spawn_blocking(|| TRANSACTION.with(|tx| tx.is_some()));
+                let in_task = R::spawn_blocking_in_task(|| TRANSACTION.with(|tx| tx.is_some()));
+                assert!(!blocking.await, "blocking jobs do not inherit it");
+                assert!(!in_task.await);
+                jobs
+            })
+            .await;
+        // The transaction's context is gone, and no job holds its value.
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "no spawned job keeps it alive");
+        all_spawned.wait().await;
+        for job in jobs {
+            assert_eq!(job.join.await, (Some("request".into()), false));
+        }
+    });
+}
+
 macro_rules! on_every_runtime {
     ($($scenario:ident),* $(,)?) => {
         on_every_runtime!(@runtime tokio_multi_thread, Tokio::multi_thread(); $($scenario),*);
@@ -266,4 +313,5 @@ on_every_runtime!(
     join_branches_share_unless_scoped,
     raw_spawn_is_the_gap_and_in_current_context_closes_it,
     block_on_does_not_leak,
+    local_variables_stay_with_their_task,
 );

@@ -111,3 +111,74 @@ fn strict_mode_is_per_thread_and_can_be_turned_off() {
         assert!(!strict::is_enabled());
     });
 }
+
+/// On a current-thread runtime every task runs on the thread that calls `block_on`,
+/// where no `on_thread_start` hook runs: `ctx_tokio::strict::block_on` covers it.
+#[test]
+fn strict_block_on_covers_a_current_thread_runtime() {
+    fresh(|| {
+        let rt = Builder::new_current_thread().build().expect("tokio runtime");
+        USER.set("caller");
+        let (root_sees, raw_sees, leak) = ctx_tokio::strict::block_on(&rt, async {
+            let root_sees = USER.get();
+            USER.set("root"); // the root future has a context of its own
+            let raw_sees = tokio::spawn(async { USER.get() }).await.unwrap();
+            let leak = tokio::spawn(async { USER.set("mallory") }).await.unwrap_err();
+            let wrapped = ctx_tokio::spawn(async { USER.set("ok").old_value().copied() });
+            assert_eq!(wrapped.await.unwrap(), Some("root"));
+            (root_sees, raw_sees, leak)
+        });
+        assert_eq!(root_sees, Some("caller"));
+        assert_eq!(raw_sees, None, "unwrapped tasks do not read the caller's values");
+        let message = ctx_tests::panic_message(&*leak.into_panic());
+        assert!(message.contains("strict mode"), "{message}");
+        // Everything is back as it was.
+        assert!(!strict::is_enabled());
+        assert_eq!(USER.get(), Some("caller"));
+    });
+}
+
+#[test]
+fn without_strict_block_on_a_current_thread_task_leaks_into_the_caller() {
+    fresh(|| {
+        let rt = Builder::new_current_thread().build().expect("tokio runtime");
+        USER.set("caller");
+        ctx_tokio::block_on(&rt, async {
+            tokio::spawn(async { USER.set("mallory") }).await.unwrap();
+        });
+        assert_eq!(USER.get(), Some("mallory"), "the leak strict mode exists for");
+    });
+}
+
+#[test]
+fn strict_run_restores_the_thread_on_panic() {
+    fresh(|| {
+        USER.set("caller");
+        let caught = std::panic::catch_unwind(|| {
+            strict::run(|| {
+                assert!(strict::is_enabled());
+                panic!("boom")
+            })
+        });
+        assert!(caught.is_err());
+        assert!(!strict::is_enabled());
+        assert_eq!(USER.get(), Some("caller"));
+    });
+}
+
+#[test]
+fn is_enabled_may_be_asked_while_a_value_is_being_cloned() {
+    #[derive(Debug)]
+    struct Asks;
+    impl Clone for Asks {
+        fn clone(&self) -> Self {
+            assert!(!strict::is_enabled());
+            Asks
+        }
+    }
+    static ASKS: ctx_core::ContextVar<Asks> = ctx_core::ContextVar::new("asks");
+    fresh(|| {
+        ASKS.set(Asks);
+        assert!(ASKS.get().is_some());
+    });
+}

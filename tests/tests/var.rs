@@ -255,6 +255,77 @@ fn default_is_built_at_most_once_under_concurrent_first_access() {
     });
 }
 
+/// Two defaults that read each other, first read on two threads at once: each builder
+/// waits until the other has started, so both builds are in progress when each reads
+/// the other's variable. Before, both waited on each other forever.
+#[test]
+fn default_builders_that_read_each_other_across_threads_do_not_deadlock() {
+    static BOTH_BUILDING: Barrier = Barrier::new(2);
+    static PING: ContextVar<u32> = ContextVar::with_default("ping", || {
+        BOTH_BUILDING.wait();
+        PONG.get().map_or(1, |pong| pong + 10)
+    });
+    static PONG: ContextVar<u32> = ContextVar::with_default("pong", || {
+        BOTH_BUILDING.wait();
+        PING.get().map_or(2, |ping| ping + 10)
+    });
+    fresh(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for var in [&PING, &PONG] {
+            let tx = tx.clone();
+            std::thread::spawn(move || tx.send(var.get()).unwrap());
+        }
+        let timeout = std::time::Duration::from_secs(60);
+        let first = rx.recv_timeout(timeout).expect("no deadlock");
+        let second = rx.recv_timeout(timeout).expect("no deadlock");
+        // One builder saw no default for the other (the cycle's closing read), and the
+        // other built on its result, exactly as when one thread builds both.
+        let (ping, pong) = (PING.get().unwrap(), PONG.get().unwrap());
+        assert!(
+            (ping, pong) == (1, 11) || (ping, pong) == (12, 2),
+            "{ping} {pong}"
+        );
+        let mut seen = [first.unwrap(), second.unwrap()];
+        seen.sort_unstable();
+        let mut expected = [ping, pong];
+        expected.sort_unstable();
+        assert_eq!(seen, expected, "every reader got the one built value");
+    });
+}
+
+/// Three builders in a ring across three threads: the thread that closes the cycle
+/// sees no default for the variable it waits on, the others finish on its result.
+#[test]
+fn a_ring_of_default_builders_across_three_threads_completes() {
+    static ALL_BUILDING: Barrier = Barrier::new(3);
+    static A: ContextVar<u32> = ContextVar::with_default("a", || {
+        ALL_BUILDING.wait();
+        B.get().map_or(1, |b| b + 1)
+    });
+    static B: ContextVar<u32> = ContextVar::with_default("b", || {
+        ALL_BUILDING.wait();
+        C.get().map_or(1, |c| c + 1)
+    });
+    static C: ContextVar<u32> = ContextVar::with_default("c", || {
+        ALL_BUILDING.wait();
+        A.get().map_or(1, |a| a + 1)
+    });
+    fresh(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for var in [&A, &B, &C] {
+            let tx = tx.clone();
+            std::thread::spawn(move || tx.send(var.get()).unwrap());
+        }
+        for _ in 0..3 {
+            let got = rx.recv_timeout(std::time::Duration::from_secs(60));
+            assert!(got.expect("no deadlock").is_some());
+        }
+        let mut values = [A.get().unwrap(), B.get().unwrap(), C.get().unwrap()];
+        values.sort_unstable();
+        assert_eq!(values, [1, 2, 3]);
+    });
+}
+
 #[test]
 fn default_builder_may_read_and_set_variables() {
     static INNER: ContextVar<u32> = ContextVar::new("inner");
