@@ -3,11 +3,15 @@
 //! over loopback and checks each echo. Shared by `tests/http.rs` and the demo
 //! (`cargo run -p ctx-tests --release --example http`).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
 use axum::routing::get;
 use ctx_core::{ContextLayer, context_var};
@@ -27,14 +31,16 @@ pub static USER: String;
 #[context_var(name = "request.id")]
 pub static REQUEST_ID: u64;
 
-/// Where a handler reads the request's values: the hops of one request.
-pub const HOPS: [&str; 6] = [
+/// Where a handler reads the request's values: the hops of one request. The last is
+/// read by the response body, as the server streams it after the handler returned.
+pub const HOPS: [&str; 7] = [
     "entry",
     "after_await",
     "spawned",
     "blocking",
     "join_set",
     "db",
+    "body",
 ];
 
 /// Sets the request's variables from its headers: the layer's hook.
@@ -62,8 +68,9 @@ async fn db_query() -> String {
     seen()
 }
 
-/// Reads the values at every hop and echoes them, one line per hop.
-async fn handler() -> String {
+/// Reads the values at every hop and echoes them, one line per hop; the last line is
+/// made by the body stream, after the handler has returned.
+async fn handler() -> Body {
     let entry = seen();
     tokio::time::sleep(Duration::from_micros(50)).await;
     let after_await = seen();
@@ -73,7 +80,33 @@ async fn handler() -> String {
     set.ctx_spawn(async { seen() });
     let join_set = set.join_next().await.unwrap().unwrap();
     let db = db_query().await;
-    [entry, after_await, spawned, blocking, join_set, db].join("\n")
+    let lines = [entry, after_await, spawned, blocking, join_set, db].join("\n");
+    Body::from_stream(LateChunks {
+        first: Some(lines),
+        late: 1,
+    })
+}
+
+/// A streaming body: `first`, then `late` chunks that read the request's values when
+/// the server polls them.
+struct LateChunks {
+    first: Option<String>,
+    late: usize,
+}
+
+impl futures_core::Stream for LateChunks {
+    type Item = Result<String, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        if self.late == 0 {
+            return Poll::Ready(None);
+        }
+        self.late -= 1;
+        Poll::Ready(Some(Ok(format!("\n{}", seen()))))
+    }
 }
 
 /// `/login?` sets the user itself; `/whoami` only reads it. Without the layer, the

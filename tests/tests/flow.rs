@@ -74,7 +74,11 @@ fn spawns_inherit_everything_but_local_variables() {
         let awaited = async { (REQUEST_ID.get(), TRANSACTION.get()) }.in_current_context();
         assert_eq!(block_on(handed), (Some(7), None));
         assert_eq!(block_on(awaited), (Some(7), Some(1)));
-        assert_eq!(block_on(async { TRANSACTION.get() }), Some(1), "awaiting shares");
+        assert_eq!(
+            block_on(async { TRANSACTION.get() }),
+            Some(1),
+            "awaiting shares"
+        );
     });
 }
 
@@ -157,7 +161,10 @@ fn a_local_value_is_dropped_with_the_context_that_set_it_not_kept_by_spawns() {
 /// enqueued it, and long-lived workers run each job in it.
 #[test]
 fn job_queue_runs_each_job_in_the_context_it_was_enqueued_from() {
-    type Job = (Context, Box<dyn FnOnce() -> (Option<u64>, Option<u64>) + Send>);
+    type Job = (
+        Context,
+        Box<dyn FnOnce() -> (Option<u64>, Option<u64>) + Send>,
+    );
     fresh(|| {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (results, done) = mpsc::channel();

@@ -116,9 +116,8 @@ fn a_guard_dropped_inside_a_later_sync_scope_says_so() {
 
         // In another context entered inside the scope, the message is the general one.
         let guard = LEVEL.set_scoped(3);
-        let message = expect_panic(|| {
-            OTHER.sync_scope(2, move || Context::new().run(move || drop(guard)))
-        });
+        let message =
+            expect_panic(|| OTHER.sync_scope(2, move || Context::new().run(move || drop(guard))));
         assert!(message.contains("another context"), "{message}");
         assert!(message.contains("different Context"), "{message}");
     });

@@ -100,3 +100,70 @@ fn strict_mode_turns_the_leak_into_an_error() {
         assert_eq!(whoami.unwrap(), "/0");
     });
 }
+
+/// hyper-util's client spawns a connection task through its executor when a request
+/// needs a new connection, and pools the connection for later requests. Under the
+/// inheriting executor that task keeps the first request's context (here, a value that
+/// counts its drops) for as long as the connection lives; under the detached one it
+/// keeps nothing. A value declared `inherit = false` never reaches it either way.
+#[test]
+fn pooled_connection_tasks_keep_no_request_context_under_the_detached_executor() {
+    use ctx_core::{Context, ContextVar};
+    use ctx_tests::Tracked;
+    use ctx_tokio::ContextExecutor;
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper_util::client::legacy::Client;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static SESSION: ContextVar<Tracked> = ContextVar::new("session");
+    static TRANSACTION: ContextVar<Tracked> = ContextVar::new("tx").inherit(false);
+
+    /// Makes one request through a new client with `executor`, from a context holding
+    /// both values, then returns (session drops, transaction drops) with the pooled
+    /// connection still open.
+    async fn after_one_request(
+        addr: std::net::SocketAddr,
+        executor: ContextExecutor,
+    ) -> (usize, usize) {
+        let (session, transaction) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let client: Client<_, Empty<Bytes>> = Client::builder(executor).build_http();
+        let request = Context::new()
+            .with_value(&SESSION, Tracked::new(&session))
+            .with_value(&TRANSACTION, Tracked::new(&transaction))
+            .scope(http::fetch(&client, addr, "/whoami", None));
+        request.await.expect("request");
+        // The request's own context is gone: whatever is left is held elsewhere.
+        let dropped = (
+            session.load(Ordering::SeqCst),
+            transaction.load(Ordering::SeqCst),
+        );
+        drop(client);
+        dropped
+    }
+
+    fresh(|| {
+        let rt = runtime(2, false);
+        ctx_tokio::block_on(&rt, async {
+            let (listener, addr) = http::loopback().await;
+            let server = tokio::spawn(http::serve_axum(listener, true));
+            assert_eq!(
+                after_one_request(addr, ContextExecutor::new()).await,
+                (0, 1),
+                "inherit: the pooled connection's task holds the session"
+            );
+            assert_eq!(
+                after_one_request(addr, ContextExecutor::detached()).await,
+                (1, 1),
+                "detached: it holds nothing"
+            );
+            assert_eq!(
+                after_one_request(addr, ContextExecutor::with_context(Context::new())).await,
+                (1, 1),
+                "fixed: only the context it was given"
+            );
+            server.abort();
+        });
+    });
+}

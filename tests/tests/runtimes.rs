@@ -275,7 +275,11 @@ fn local_variables_stay_with_their_task<R: Runtime>(rt: &R) {
             })
             .await;
         // The transaction's context is gone, and no job holds its value.
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "no spawned job keeps it alive");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "no spawned job keeps it alive"
+        );
         all_spawned.wait().await;
         for job in jobs {
             assert_eq!(job.join.await, (Some("request".into()), false));

@@ -117,19 +117,26 @@ fn strict_mode_is_per_thread_and_can_be_turned_off() {
 #[test]
 fn strict_block_on_covers_a_current_thread_runtime() {
     fresh(|| {
-        let rt = Builder::new_current_thread().build().expect("tokio runtime");
+        let rt = Builder::new_current_thread()
+            .build()
+            .expect("tokio runtime");
         USER.set("caller");
         let (root_sees, raw_sees, leak) = ctx_tokio::strict::block_on(&rt, async {
             let root_sees = USER.get();
             USER.set("root"); // the root future has a context of its own
             let raw_sees = tokio::spawn(async { USER.get() }).await.unwrap();
-            let leak = tokio::spawn(async { USER.set("mallory") }).await.unwrap_err();
+            let leak = tokio::spawn(async { USER.set("mallory") })
+                .await
+                .unwrap_err();
             let wrapped = ctx_tokio::spawn(async { USER.set("ok").old_value().copied() });
             assert_eq!(wrapped.await.unwrap(), Some("root"));
             (root_sees, raw_sees, leak)
         });
         assert_eq!(root_sees, Some("caller"));
-        assert_eq!(raw_sees, None, "unwrapped tasks do not read the caller's values");
+        assert_eq!(
+            raw_sees, None,
+            "unwrapped tasks do not read the caller's values"
+        );
         let message = ctx_tests::panic_message(&*leak.into_panic());
         assert!(message.contains("strict mode"), "{message}");
         // Everything is back as it was.
@@ -141,12 +148,18 @@ fn strict_block_on_covers_a_current_thread_runtime() {
 #[test]
 fn without_strict_block_on_a_current_thread_task_leaks_into_the_caller() {
     fresh(|| {
-        let rt = Builder::new_current_thread().build().expect("tokio runtime");
+        let rt = Builder::new_current_thread()
+            .build()
+            .expect("tokio runtime");
         USER.set("caller");
         ctx_tokio::block_on(&rt, async {
             tokio::spawn(async { USER.set("mallory") }).await.unwrap();
         });
-        assert_eq!(USER.get(), Some("mallory"), "the leak strict mode exists for");
+        assert_eq!(
+            USER.get(),
+            Some("mallory"),
+            "the leak strict mode exists for"
+        );
     });
 }
 
