@@ -1,5 +1,6 @@
-//! Property test: random programs of set / reset / copy / run / with_value over several
-//! variables, checked against a model built on `BTreeMap` after every step.
+//! Property test: random programs of set / reset / copy / run / with_value / without /
+//! sync_scope over several variables of both flow policies, checked against a model
+//! built on `BTreeMap` after every step.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +11,13 @@ use proptest::prelude::*;
 static V0: ContextVar<u8> = ContextVar::new("v0");
 static V1: ContextVar<u8> = ContextVar::with_default("v1", || 100);
 static V2: ContextVar<u8> = ContextVar::new("v2");
-static VARS: [&ContextVar<u8>; 3] = [&V0, &V1, &V2];
-const DEFAULTS: [Option<u8>; 3] = [None, Some(100), None];
+static L3: ContextVar<u8> = ContextVar::new("l3").inherit(false);
+static L4: ContextVar<u8> = ContextVar::with_default("l4", || 50).inherit(false);
+const N: usize = 5;
+static VARS: [&ContextVar<u8>; N] = [&V0, &V1, &V2, &L3, &L4];
+const DEFAULTS: [Option<u8>; N] = [None, Some(100), None, None, Some(50)];
+/// Which variables spawned tasks do not inherit.
+const LOCAL: [bool; N] = [false, false, false, true, true];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -23,6 +29,10 @@ enum Op {
     },
     /// Save a copy of the current context.
     Copy,
+    /// Save what a task spawned now would start with.
+    Inherited,
+    /// Replace saved copy `n` with itself without a variable.
+    Without(usize, usize),
     /// Enter saved copy `n` (modulo) and run the nested program in it.
     Run(usize, Vec<Op>),
     /// Replace saved copy `n` with itself plus a value.
@@ -35,17 +45,19 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let leaf = prop_oneof![
-        4 => (0..3usize, any::<u8>()).prop_map(|(v, x)| Op::Set(v, x)),
-        3 => (any::<usize>(), 0..3usize).prop_map(|(n, var)| Op::Reset { n, var }),
+        4 => (0..N, any::<u8>()).prop_map(|(v, x)| Op::Set(v, x)),
+        3 => (any::<usize>(), 0..N).prop_map(|(n, var)| Op::Reset { n, var }),
         2 => Just(Op::Copy),
-        1 => (any::<usize>(), 0..3usize, any::<u8>()).prop_map(|(n, v, x)| Op::WithValue(n, v, x)),
+        1 => Just(Op::Inherited),
+        1 => (any::<usize>(), 0..N, any::<u8>()).prop_map(|(n, v, x)| Op::WithValue(n, v, x)),
+        1 => (any::<usize>(), 0..N).prop_map(|(n, v)| Op::Without(n, v)),
         1 => any::<usize>().prop_map(Op::Forget),
     ];
     leaf.prop_recursive(3, 64, 12, |inner| {
         prop_oneof![
             (any::<usize>(), prop::collection::vec(inner.clone(), 0..12))
                 .prop_map(|(n, ops)| Op::Run(n, ops)),
-            (0..3usize, any::<u8>(), prop::collection::vec(inner, 0..12))
+            (0..N, any::<u8>(), prop::collection::vec(inner, 0..12))
                 .prop_map(|(v, x, ops)| Op::SyncScope(v, x, ops)),
         ]
     })
@@ -93,7 +105,8 @@ impl Machine {
         }
         let mut names: Vec<_> = current.iter().map(|(info, _)| info.name()).collect();
         names.sort_unstable();
-        let expected: Vec<_> = model.keys().map(|i| VARS[*i].name()).collect();
+        let mut expected: Vec<_> = model.keys().map(|i| VARS[*i].name()).collect();
+        expected.sort_unstable();
         assert_eq!(names, expected);
         for saved in &self.saved {
             if let Some(ctx) = &saved.ctx {
@@ -145,6 +158,26 @@ impl Machine {
                         model: model.clone(),
                         tag: self.next_tag,
                     });
+                }
+                Op::Inherited => {
+                    self.next_tag += 1;
+                    let mut inherited = model.clone();
+                    inherited.retain(|var, _| !LOCAL[*var]);
+                    self.saved.push(Saved {
+                        ctx: Some(Context::inherited()),
+                        model: inherited,
+                        tag: self.next_tag,
+                    });
+                }
+                Op::Without(n, var) => {
+                    if self.saved.is_empty() {
+                        continue;
+                    }
+                    let at = n % self.saved.len();
+                    if let Some(ctx) = self.saved[at].ctx.take() {
+                        self.saved[at].ctx = Some(ctx.without(VARS[*var]));
+                        self.saved[at].model.remove(var);
+                    }
                 }
                 Op::Run(n, nested) => {
                     if self.saved.is_empty() {
