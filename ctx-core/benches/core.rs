@@ -20,10 +20,16 @@ const SIZES: [usize; 4] = [1, 8, 64, 1024];
 
 /// A context with `n` `u64` variables set, and the last of them (the one measured).
 fn context_with(n: usize) -> (Context, &'static ContextVar<u64>) {
+    context_with_last(n, true)
+}
+
+/// The same, with the last variable's flow policy given.
+fn context_with_last(n: usize, inherit: bool) -> (Context, &'static ContextVar<u64>) {
     let mut ctx = Context::new();
     let mut last = None;
     for i in 0..n {
-        let var: &'static ContextVar<u64> = Box::leak(Box::new(ContextVar::new("bench")));
+        let var = ContextVar::new("bench").inherit(inherit || i + 1 < n);
+        let var: &'static ContextVar<u64> = Box::leak(Box::new(var));
         ctx = ctx.with_value(var, i as u64);
         last = Some(var);
     }
@@ -73,6 +79,11 @@ fn get(c: &mut Criterion) {
             ctx.run(|| b.iter(|| black_box(var).get()));
         });
     }
+    // A variable that spawned tasks do not inherit: its value lives in a map of its own.
+    let (mut ctx, var) = context_with_last(8, false);
+    group.bench_with_input(BenchmarkId::new("ctx_local", 8), &8, |b, _| {
+        ctx.run(|| b.iter(|| black_box(var).get()));
+    });
     // Another thread copies and drops the same context all the while, as a spawner
     // handing it to new tasks would: the reads must not slow down.
     let (ctx, var) = context_with(8);
@@ -166,6 +177,11 @@ fn current(c: &mut Criterion) {
             ctx.run(|| b.iter(Context::current));
         });
     }
+    // What a spawn captures: the inheritable part, with one local value left behind.
+    let (mut ctx, _) = context_with_last(8, false);
+    group.bench_with_input(BenchmarkId::new("ctx_inherited", 8), &8, |b, _| {
+        ctx.run(|| b.iter(Context::inherited));
+    });
     group.bench_function("thread_local", |b| {
         b.iter(|| black_box(&THREAD_LOCAL).with(Cell::get));
     });

@@ -4,7 +4,7 @@
 //! mutably for a few instructions. Entering a context ([`Context::run`], each poll of a
 //! [`WithContext`](crate::WithContext)) swaps the entered context *into* the slot and the
 //! previous one out, and swaps them back when the guard drops, on return, on panic, or
-//! when a future is dropped. A swap moves two words: no reference count changes, no
+//! when a future is dropped. A swap moves three words: no reference count changes, no
 //! allocation, nothing dropped.
 //!
 //! [`ContextVar::sync_scope`](crate::ContextVar::sync_scope) must behave as if it ran its

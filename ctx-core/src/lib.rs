@@ -30,6 +30,11 @@
 //! # });
 //! ```
 //!
+//! A variable declared [`inherit(false)`](ContextVar::inherit) (or
+//! `#[context_var(inherit = false)]`) is local to its task: awaited code sees it, spawned
+//! work does not. Spawns capture [`Context::inherited`]; [`Context::current`] stays
+//! PEP 567's full copy. See "Flow policy" on [`ContextVar`].
+//!
 //! This crate is executor-independent; `ctx-tokio`, `ctx-async-std` and `ctx-smol` add
 //! `spawn` functions that carry the context. How the pieces work:
 //!

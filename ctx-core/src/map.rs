@@ -43,8 +43,9 @@ const WAYS: usize = 1 << BITS;
 
 /// A persistent map from variable id to value; `Clone` is O(1).
 ///
-/// One pointer wide, so that a [`Context`](crate::Context) is two words: swapping one in
-/// and out of the thread-local, or returning one, stays in registers.
+/// One pointer wide, so that a [`Context`](crate::Context) is three words (a map per flow
+/// policy, and an identity): swapping one in and out of the thread-local, or returning
+/// one, stays in registers.
 #[derive(Clone, Default)]
 pub(crate) struct Map {
     root: Option<Arc<Node>>,

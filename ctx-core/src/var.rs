@@ -155,7 +155,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     {
         match self.read() {
             Ok(Some(value)) => Some(value),
-            Ok(None) | Err(_) => self.default.get().cloned(),
+            Ok(None) | Err(_) => self.default_cloned(),
         }
     }
 
@@ -431,8 +431,19 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         f()
     }
 
+    /// A clone of the default, if any. Out of line, and `read` always inline: that keeps
+    /// `get` small enough to inline into its callers (one call less per read, 60 → 51
+    /// instructions in a loop of `get`s).
+    #[inline(never)]
+    fn default_cloned(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.default.get().cloned()
+    }
+
     /// A clone of the value set in the current context.
-    #[inline]
+    #[inline(always)]
     fn read(&self) -> Result<Option<T>, AccessError>
     where
         T: Clone,
@@ -440,7 +451,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         // A variable never written has no id, and no context holds it: reading it
         // must not use up an id (a `const` would be a new variable at every read).
         let Some(id) = self.assigned_id() else {
-            return current::with(|_| None);
+            return never_written();
         };
         current::with(|ctx| {
             ctx.map_of(self)
@@ -485,6 +496,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             Err(winner) => winner,
         }
     }
+}
+
+/// What reading a variable that was never written finds: nothing, or that the thread is
+/// exiting. Out of line, so that `get` stays small enough to inline.
+#[cold]
+#[inline(never)]
+fn never_written<T>() -> Result<Option<T>, AccessError> {
+    current::with(|_| None)
 }
 
 /// The value of a variable of type `T`, from the map entry under that variable's id.

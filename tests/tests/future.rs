@@ -284,19 +284,28 @@ fn a_finished_future_is_dropped_at_completion_inside_its_context() {
 
 #[test]
 fn the_inner_future_can_be_reached_and_taken_back_out() {
+    /// Ready with its number at once.
+    struct Number(u32);
+    impl std::future::Future for Number {
+        type Output = u32;
+        fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> Poll<u32> {
+            Poll::Ready(self.0)
+        }
+    }
     fresh(|| {
         let ctx = Context::new().with_value(&COUNT, 1);
-        let mut fut = std::future::ready(5).with_context(ctx.clone());
-        assert_eq!(fut.inner().clone().into_inner(), 5);
-        let _: &mut std::future::Ready<i32> = fut.inner_mut();
-        assert_eq!(fut.into_inner().into_inner(), 5);
+        let mut fut = Number(5).with_context(ctx.clone());
+        assert_eq!(fut.inner().0, 5);
+        fut.inner_mut().0 = 6;
+        assert_eq!(fut.into_inner().0, 6);
 
-        let (context, inner) = std::future::ready(6).with_context(ctx).into_parts();
+        let (context, inner) = Number(7).with_context(ctx).into_parts();
         assert_eq!(context.get(&COUNT), Some(&1));
-        assert_eq!(block_on(inner), 6);
+        assert_eq!(block_on(inner), 7);
 
-        let mut fut = Box::pin(std::future::ready(7).with_context(Context::new()));
-        let _: std::pin::Pin<&mut std::future::Ready<i32>> = fut.as_mut().inner_pin_mut();
+        let mut fut = Box::pin(Number(8).with_context(Context::new()));
+        fut.as_mut().inner_pin_mut().0 = 9;
+        assert_eq!(block_on(fut), 9);
     });
 }
 

@@ -176,6 +176,12 @@ const TARGETS: &[Target] = &[
         kind: TargetKind::Ratio(2.0),
     },
     Target {
+        what: "(flow policy) `get` of a variable declared `inherit(false)`, 8 vars, vs an inherited one",
+        ours: "get/ctx_local/8",
+        peer: "get/ctx/8",
+        kind: TargetKind::Ratio(1.1),
+    },
+    Target {
         what: "(contention) `get`, 8 vars, while another thread copies the same context, vs alone",
         ours: "get/ctx_8_while_another_thread_copies",
         peer: "get/ctx/8",
@@ -198,6 +204,12 @@ const TARGETS: &[Target] = &[
         ours: "current/ctx/8",
         peer: "current/thread_local",
         kind: TargetKind::Ratio(2.5),
+    },
+    Target {
+        what: "(flow policy) `Context::inherited()` (what a spawn copies), 8 vars, vs `Context::current()`",
+        ours: "current/ctx_inherited/8",
+        peer: "current/ctx/8",
+        kind: TargetKind::Ratio(1.1),
     },
     Target {
         what: "`Context::current()` (copy), 1024 vars vs `thread_local!` read",

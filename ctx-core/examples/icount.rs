@@ -1,0 +1,63 @@
+//! Instruction counts of the hot paths, for `valgrind --tool=callgrind`: repeatable on a
+//! shared machine where criterion's times swing by ±15 %. See BENCHMARKS.md.
+//!
+//! `icount <op> <n>` runs `op` `n` times in a context holding 8 inherited variables and
+//! one local (`inherit(false)`) one. The cost of one op is the difference between the
+//! counts for two values of `n`, divided by the difference of the `n`s.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::{Pin, pin};
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use ctx_core::{Context, ContextVar, FutureExt};
+
+/// Returns `Pending` `n` times, then `Ready`.
+struct Yields(u32);
+
+impl Future for Yields {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<()> {
+        let left = black_box(&mut self.0);
+        if *left == 0 {
+            return Poll::Ready(());
+        }
+        *left -= 1;
+        Poll::Pending
+    }
+}
+
+fn drive(fut: impl Future<Output = ()>) {
+    let mut fut = pin!(fut);
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    while fut.as_mut().poll(&mut cx).is_pending() {}
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(op), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u32>())) else {
+        eprintln!("usage: icount <get|get_local|current|inherited|poll|bare> <n>");
+        std::process::exit(2);
+    };
+    let leak = |var: ContextVar<u64>| -> &'static ContextVar<u64> { Box::leak(Box::new(var)) };
+    let vars: Vec<_> = (0..8).map(|_| leak(ContextVar::new("v"))).collect();
+    let local = leak(ContextVar::new("local").inherit(false));
+    let mut ctx = Context::new().with_value(local, 8);
+    for (i, var) in vars.iter().enumerate() {
+        ctx = ctx.with_value(var, i as u64);
+    }
+    let last = vars[7];
+    ctx.run(|| match op.as_str() {
+        "get" => (0..n).for_each(|_| {
+            black_box(black_box(last).get());
+        }),
+        "get_local" => (0..n).for_each(|_| {
+            black_box(black_box(local).get());
+        }),
+        "current" => (0..n).for_each(|_| drop(black_box(Context::current()))),
+        "inherited" => (0..n).for_each(|_| drop(black_box(Context::inherited()))),
+        "poll" => drive(Yields(n).with_context(Context::current())),
+        "bare" => drive(Yields(n)),
+        other => panic!("unknown op {other:?}"),
+    });
+}
