@@ -6,15 +6,15 @@
 
 use std::any::Any;
 use std::cell::Cell;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+#[path = "support/yields.rs"]
+mod yields;
 use ctx_core::{Context, ContextVar, FutureExt};
+use yields::{Yields, drive};
 
 const SIZES: [usize; 4] = [1, 8, 64, 1024];
 
@@ -191,28 +191,6 @@ fn current(c: &mut Criterion) {
         b.iter(opentelemetry::Context::current);
     });
     group.finish();
-}
-
-/// Returns `Pending` `n` times, then `Ready`.
-struct Yields(u32);
-
-impl Future for Yields {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<()> {
-        // Opaque to the optimiser, so the bare loop is not folded away.
-        let left = black_box(&mut self.0);
-        if *left == 0 {
-            return Poll::Ready(());
-        }
-        *left -= 1;
-        Poll::Pending
-    }
-}
-
-fn drive(fut: impl Future<Output = ()>) {
-    let mut fut = pin!(fut);
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    while fut.as_mut().poll(&mut cx).is_pending() {}
 }
 
 fn poll(c: &mut Criterion) {

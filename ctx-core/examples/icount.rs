@@ -5,33 +5,13 @@
 //! one local (`inherit(false)`) one. The cost of one op is the difference between the
 //! counts for two values of `n`, divided by the difference of the `n`s.
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::{Pin, pin};
-use std::task::{Context as TaskContext, Poll, Waker};
 
 use ctx_core::{Context, ContextVar, FutureExt};
 
-/// Returns `Pending` `n` times, then `Ready`.
-struct Yields(u32);
-
-impl Future for Yields {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<()> {
-        let left = black_box(&mut self.0);
-        if *left == 0 {
-            return Poll::Ready(());
-        }
-        *left -= 1;
-        Poll::Pending
-    }
-}
-
-fn drive(fut: impl Future<Output = ()>) {
-    let mut fut = pin!(fut);
-    let mut cx = TaskContext::from_waker(Waker::noop());
-    while fut.as_mut().poll(&mut cx).is_pending() {}
-}
+#[path = "../benches/support/yields.rs"]
+mod yields;
+use yields::{Yields, drive};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
