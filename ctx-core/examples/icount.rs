@@ -13,10 +13,22 @@ use ctx_core::{Context, ContextVar, FutureExt};
 mod yields;
 use yields::{Yields, drive};
 
+fn spawn_and_join(n: u32, spawn: impl Fn() -> tokio::task::JoinHandle<()>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let handles: Vec<_> = (0..n).map(|_| spawn()).collect();
+        for handle in handles {
+            handle.await.expect("task");
+        }
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(op), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u32>())) else {
-        eprintln!("usage: icount <get|get_local|current|inherited|poll|bare> <n>");
+        eprintln!("usage: icount <get|get_local|current|inherited|poll|bare|spawn|spawn_raw> <n>");
         std::process::exit(2);
     };
     let leak = |var: ContextVar<u64>| -> &'static ContextVar<u64> { Box::leak(Box::new(var)) };
@@ -38,6 +50,10 @@ fn main() {
         "inherited" => (0..n).for_each(|_| drop(black_box(Context::inherited()))),
         "poll" => drive(Yields(n).with_context(Context::current())),
         "bare" => drive(Yields(n)),
+        // What `ctx_tokio::spawn` does, against `tokio::spawn`, on a current-thread
+        // runtime: n tasks spawned, then joined.
+        "spawn" => spawn_and_join(n, || tokio::spawn(async {}.in_inherited_context())),
+        "spawn_raw" => spawn_and_join(n, || tokio::spawn(async {})),
         other => panic!("unknown op {other:?}"),
     });
 }

@@ -37,11 +37,7 @@ use crate::{ContextVar, WithContext};
 /// assert_eq!(USER.get(), None); // nor outside
 /// ```
 pub struct Context {
-    /// Values of variables that spawned tasks inherit (the default flow policy).
     pub(crate) map: Map,
-    /// Values of variables declared `inherit(false)`: a map of their own, so that the
-    /// copy a spawn takes is still one reference count (it leaves this one behind).
-    pub(crate) local: Map,
     /// Identity for `WrongContext`; 0 until the first `set` made in this context.
     pub(crate) id: u64,
 }
@@ -51,28 +47,7 @@ impl Context {
     pub const fn new() -> Self {
         Context {
             map: Map::new(),
-            local: Map::new(),
             id: 0,
-        }
-    }
-
-    /// The map that holds `var`'s values, by its flow policy.
-    #[inline]
-    pub(crate) fn map_of<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> &Map {
-        if var.inherits() {
-            &self.map
-        } else {
-            &self.local
-        }
-    }
-
-    /// The map that holds `var`'s values, for writing.
-    #[inline]
-    pub(crate) fn map_of_mut<T: Send + Sync + 'static>(&mut self, var: &ContextVar<T>) -> &mut Map {
-        if var.inherits() {
-            &mut self.map
-        } else {
-            &mut self.local
         }
     }
 
@@ -102,8 +77,10 @@ impl Context {
     /// Every spawn path of ctx and its adapters ([`thread::spawn`](crate::thread::spawn),
     /// `ctx_tokio::spawn`, `spawn_blocking`, executors) captures this; awaiting shares the
     /// whole context, and [`Context::current`] is a full copy, as in PEP 567. The copy is
-    /// one reference count, like [`Context::current`]. While the thread is exiting this is
-    /// an empty context.
+    /// one reference count, like [`Context::current`], when the context holds no values
+    /// that stay behind; when it does, the first spawn builds the copy (one reference
+    /// count per variable) and later spawns from the unchanged context share it. While
+    /// the thread is exiting this is an empty context.
     ///
     /// ```
     /// use ctx_core::{Context, ContextVar};
@@ -123,8 +100,7 @@ impl Context {
     #[inline]
     pub fn inherited() -> Self {
         current::with(|ctx| Context {
-            map: ctx.map.clone(),
-            local: Map::new(),
+            map: ctx.map.inherited(),
             id: 0,
         })
         .unwrap_or_default()
@@ -135,8 +111,7 @@ impl Context {
     #[must_use]
     pub fn into_inherited(self) -> Self {
         Context {
-            map: self.map,
-            local: Map::new(),
+            map: self.map.inherited(),
             id: 0,
         }
     }
@@ -178,8 +153,7 @@ impl Context {
 
     /// The value `var` has in this context: set values only, never the variable's default.
     pub fn get<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<&T> {
-        let id = var.assigned_id()?;
-        self.map_of(var).get(id).map(crate::var::downcast)
+        self.map.get(var.assigned_key()?).map(crate::var::downcast)
     }
 
     /// Whether `var` has a value in this context (a default does not count).
@@ -189,7 +163,7 @@ impl Context {
 
     /// The number of variables set in this context.
     pub fn len(&self) -> usize {
-        self.map.len() + self.local.len()
+        self.map.len()
     }
 
     /// Whether no variable is set in this context.
@@ -214,7 +188,7 @@ impl Context {
     /// assert_eq!(a.downcast_ref::<u8>(), Some(&1));
     /// ```
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (VarInfo, &(dyn Any + Send + Sync))> {
-        Map::iter_all([&self.map, &self.local]).map(|leaf| {
+        self.map.iter().map(|leaf| {
             let info = VarInfo {
                 id: leaf.id,
                 name: leaf.name,
@@ -236,9 +210,7 @@ impl Context {
     #[must_use]
     pub fn with_value<T: Send + Sync + 'static>(mut self, var: &ContextVar<T>, value: T) -> Self {
         // The displaced value is dropped here, outside any borrow of the thread-local.
-        let _old = self
-            .map_of_mut(var)
-            .insert(var.id(), var.name(), Arc::new(value));
+        let _old = self.map.insert(var.key(), var.name(), Arc::new(value));
         self
     }
 
@@ -258,8 +230,8 @@ impl Context {
     /// ```
     #[must_use]
     pub fn without<T: Send + Sync + 'static>(mut self, var: &ContextVar<T>) -> Self {
-        if let Some(id) = var.assigned_id() {
-            let _removed = self.map_of_mut(var).remove(id);
+        if let Some(key) = var.assigned_key() {
+            let _removed = self.map.remove(key);
         }
         self
     }
@@ -319,7 +291,6 @@ impl Clone for Context {
     fn clone(&self) -> Self {
         Context {
             map: self.map.clone(),
-            local: self.local.clone(),
             id: 0,
         }
     }
@@ -354,7 +325,7 @@ impl VarInfo {
 
     /// Whether this entry belongs to `var`.
     pub fn is<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> bool {
-        var.assigned_id() == Some(self.id)
+        var.assigned_key().is_some_and(|key| key.id == self.id)
     }
 }
 

@@ -4,7 +4,7 @@
 //! mutably for a few instructions. Entering a context ([`Context::run`], each poll of a
 //! [`WithContext`](crate::WithContext)) swaps the entered context *into* the slot and the
 //! previous one out, and swaps them back when the guard drops, on return, on panic, or
-//! when a future is dropped. A swap moves three words: no reference count changes, no
+//! when a future is dropped. A swap moves two words: no reference count changes, no
 //! allocation, nothing dropped.
 //!
 //! [`ContextVar::sync_scope`](crate::ContextVar::sync_scope) must behave as if it ran its
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Context;
 use crate::error::AccessError;
-use crate::map::{Map, Value};
+use crate::map::{Key, Map, Value};
 
 thread_local! {
     static CURRENT: RefCell<Current> = const {
@@ -61,10 +61,8 @@ pub(crate) struct Current {
 
 /// What undoes one `sync_scope`.
 struct Scope {
-    var: u32,
+    var: Key,
     name: &'static str,
-    /// Whether the variable lives in the context's map of non-inherited values.
-    local: bool,
     /// The variable's value before the scope.
     old: Option<Value>,
     /// The context's identity before the scope.
@@ -72,9 +70,9 @@ struct Scope {
     /// [`Current::entered`] when the scope opened: the scope belongs to the current
     /// context while the two are equal.
     entered_at: u32,
-    /// Both maps before the scope, once a write inside it made undoing by hand
+    /// The whole map before the scope, once a write inside it made undoing by hand
     /// impossible.
-    saved: Option<(Map, Map)>,
+    saved: Option<Map>,
 }
 
 impl Current {
@@ -98,14 +96,9 @@ impl Current {
                     .scopes
                     .last_mut()
                     .expect("a scoped context has a scope open");
-                let mut before = (self.context.map.clone(), self.context.local.clone());
-                let scoped = if scope.local {
-                    &mut before.1
-                } else {
-                    &mut before.0
-                };
+                let mut before = self.context.map.clone();
                 // What this drops from `before` is still in the live map: nothing is freed.
-                drop(scoped.restore(scope.var, scope.name, scope.old.clone()));
+                drop(before.restore(scope.var, scope.name, scope.old.clone()));
                 scope.saved = Some(before);
                 self.context.id = next_context_id();
             }
@@ -225,26 +218,15 @@ impl Drop for StrictBase {
 
 /// Sets `var` to `value` in the current context until the returned guard drops, as if
 /// in a copy of it: see the module documentation.
-pub(crate) fn scope(
-    var: u32,
-    name: &'static str,
-    local: bool,
-    value: Value,
-) -> Result<Scoped, AccessError> {
+pub(crate) fn scope(var: Key, name: &'static str, value: Value) -> Result<Scoped, AccessError> {
     with_mut(|current| {
         let context = &mut current.context;
-        let map = if local {
-            &mut context.local
-        } else {
-            &mut context.map
-        };
-        let old = map.insert(var, name, value);
+        let old = context.map.insert(var, name, value);
         let saved_id = std::mem::replace(&mut context.id, SCOPED);
         let entered_at = current.entered;
         current.scopes.push(Scope {
             var,
             name,
-            local,
             old,
             saved_id,
             entered_at,
@@ -269,22 +251,9 @@ impl Drop for Scoped {
             let context = &mut current.context;
             context.id = scope.saved_id;
             match scope.saved {
-                // A write inside made the maps differ by more than the scope's value.
-                Some((map, local)) => {
-                    let after = (
-                        std::mem::replace(&mut context.map, map),
-                        std::mem::replace(&mut context.local, local),
-                    );
-                    (Some(after), scope.old)
-                }
-                None => {
-                    let map = if scope.local {
-                        &mut context.local
-                    } else {
-                        &mut context.map
-                    };
-                    (None, map.restore(scope.var, scope.name, scope.old))
-                }
+                // A write inside made the map differ by more than the scope's value.
+                Some(before) => (Some(std::mem::replace(&mut context.map, before)), scope.old),
+                None => (None, context.map.restore(scope.var, scope.name, scope.old)),
             }
         });
     }

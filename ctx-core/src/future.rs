@@ -144,6 +144,7 @@ impl<F> WithContext<F> {
     /// future there too, when `f` says it is finished.
     ///
     /// While the thread is exiting there is no context to enter: `f` runs as it is.
+    #[inline]
     fn in_context<R>(self: Pin<&mut Self>, f: impl FnOnce(Pin<&mut F>) -> (R, bool)) -> R {
         let mut this = self.project();
         let _entered = current::enter(this.context).ok();

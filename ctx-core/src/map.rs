@@ -19,6 +19,14 @@
 //!   copy the nodes on its path (at most a few dozen slots).
 //! - **The empty map is `None`**: a thread or task that never sets a variable never
 //!   allocates.
+//! - **Values that spawned tasks do not inherit** (variables declared `inherit(false)`)
+//!   live in a second trie hanging off the root. A context stays one pointer, so moving
+//!   one (into every task, in and out of the thread-local on every poll) costs what it
+//!   did without the feature, and a map that holds no such values is copied for a spawn
+//!   with one reference count, as before. When it holds some, the copy a spawn takes is
+//!   the root without that trie: built once per root (a copy of the root's slots, each
+//!   one reference count) and cached there until the root is written to, so that many
+//!   spawns from one context share it.
 //!
 //! The straightforward alternative, an `Arc<Vec<(id, value)>>` scanned linearly and
 //! cloned whole on every write, measured 9× slower than tokio's `task_local!` on `get`
@@ -31,21 +39,28 @@
 
 use std::any::Any;
 use std::mem;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A type-erased value stored in a context.
 pub(crate) type Value = Arc<dyn Any + Send + Sync>;
+
+/// Where a variable's values live: its id, and which trie (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    pub(crate) id: u32,
+    /// Whether spawned tasks leave the value behind.
+    pub(crate) local: bool,
+}
 
 /// Bits of the id consumed per trie level.
 const BITS: u32 = 6;
 const MASK: u32 = (1 << BITS) - 1;
 const WAYS: usize = 1 << BITS;
 
-/// A persistent map from variable id to value; `Clone` is O(1).
+/// A persistent map from variable key to value; `Clone` is O(1).
 ///
-/// One pointer wide, so that a [`Context`](crate::Context) is three words (a map per flow
-/// policy, and an identity): swapping one in and out of the thread-local, or returning
-/// one, stays in registers.
+/// One pointer wide, so that a [`Context`](crate::Context) is two words: swapping one in
+/// and out of the thread-local, or returning one, stays in registers.
 #[derive(Clone, Default)]
 pub(crate) struct Map {
     root: Option<Arc<Node>>,
@@ -55,17 +70,35 @@ pub(crate) struct Map {
 /// own: every copy of a context writes the root's count, and readers on other threads
 /// must not miss on the index they read (8 vars: 13 ns → 4 ns a `get` while another
 /// thread copies the context).
-#[derive(Clone)]
 #[repr(align(64))]
 struct Node {
     /// For each 6-bit chunk of the id at this level: 1 + the position of its slot in
     /// `slots`, or 0 when absent. A byte load instead of a popcount, which baseline
     /// x86-64 lacks in hardware.
     index: [u8; WAYS],
-    /// Leaves in this subtree; at the root, the map's length.
+    /// Leaves in this subtree (not counting `local`).
     count: u32,
     /// Present slots, in insertion order.
     slots: Vec<Slot>,
+    /// At the root of a map only: the trie of values spawned tasks do not inherit.
+    local: Option<Arc<Node>>,
+    /// At the root of a map that has `local` values only: this root without them, once
+    /// a spawn asked for it. Emptied by every write to the root.
+    inherited: OnceLock<Option<Arc<Node>>>,
+}
+
+impl Clone for Node {
+    /// A copy for writing (`Arc::make_mut`): the cached inherited root is not copied,
+    /// since the write is about to make it stale.
+    fn clone(&self) -> Self {
+        Node {
+            index: self.index,
+            count: self.count,
+            slots: self.slots.clone(),
+            local: self.local.clone(),
+            inherited: OnceLock::new(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -94,24 +127,29 @@ impl Map {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.root.as_ref().map_or(0, |root| root.count as usize)
+        self.root.as_ref().map_or(0, |root| {
+            root.count as usize + root.local.as_ref().map_or(0, |local| local.count as usize)
+        })
     }
 
-    /// The value stored for `id`.
+    /// The value stored for `key`.
     #[inline]
-    pub(crate) fn get(&self, id: u32) -> Option<&(dyn Any + Send + Sync)> {
-        self.get_shared(id).map(|value| &**value)
+    pub(crate) fn get(&self, key: Key) -> Option<&(dyn Any + Send + Sync)> {
+        self.get_shared(key).map(|value| &**value)
     }
 
-    /// The shared handle of the value stored for `id`.
+    /// The shared handle of the value stored for `key`.
     #[inline]
-    pub(crate) fn get_shared(&self, id: u32) -> Option<&Value> {
+    pub(crate) fn get_shared(&self, key: Key) -> Option<&Value> {
         let mut node = self.root.as_deref()?;
+        if key.local {
+            node = node.local.as_deref()?;
+        }
         let mut shift = 0;
         loop {
-            let at = node.index[chunk(id, shift)];
+            let at = node.index[chunk(key.id, shift)];
             match node.slots.get(usize::from(at).wrapping_sub(1))? {
-                Slot::Leaf(leaf) => return (leaf.id == id).then_some(&leaf.value),
+                Slot::Leaf(leaf) => return (leaf.id == key.id).then_some(&leaf.value),
                 Slot::Branch(child) => {
                     node = child;
                     shift += BITS;
@@ -120,45 +158,81 @@ impl Map {
         }
     }
 
-    /// Sets `id` to `value`, returning the value it replaces.
-    #[inline]
-    pub(crate) fn insert(&mut self, id: u32, name: &'static str, value: Value) -> Option<Value> {
+    /// The root, ready for a write: unshared, and without a cached inherited root.
+    ///
+    /// Dropping that cache frees no value: it was built from this root, and every write
+    /// since would have dropped it first, so the root still holds all it holds.
+    fn root_mut(&mut self) -> &mut Node {
         let root = Arc::make_mut(self.root.get_or_insert_with(|| Arc::new(Node::new())));
-        // The common write, a variable already in the root, without the general descent.
-        let at = usize::from(root.index[chunk(id, 0)]).wrapping_sub(1);
-        if let Some(Slot::Leaf(leaf)) = root.slots.get_mut(at) {
-            if leaf.id == id {
+        root.inherited.take();
+        root
+    }
+
+    /// Sets `key` to `value`, returning the value it replaces.
+    #[inline]
+    pub(crate) fn insert(&mut self, key: Key, name: &'static str, value: Value) -> Option<Value> {
+        let mut node = self.root_mut();
+        if key.local {
+            node = Arc::make_mut(node.local.get_or_insert_with(|| Arc::new(Node::new())));
+        }
+        // The common write, a variable already in the top node, without the general
+        // descent.
+        let at = usize::from(node.index[chunk(key.id, 0)]).wrapping_sub(1);
+        if let Some(Slot::Leaf(leaf)) = node.slots.get_mut(at) {
+            if leaf.id == key.id {
                 return Some(mem::replace(&mut leaf.value, value));
             }
         }
-        root.insert(Leaf { id, name, value }, 0)
+        let id = key.id;
+        node.insert(Leaf { id, name, value }, 0)
     }
 
-    /// Puts `id` back to an earlier state, `Some` value or absent, returning the value it
-    /// displaces: the undo of an insert (by `reset`, and on leaving a `sync_scope`).
+    /// Puts `key` back to an earlier state, `Some` value or absent, returning the value
+    /// it displaces: the undo of an insert (by `reset`, and on leaving a `sync_scope`).
     pub(crate) fn restore(
         &mut self,
-        id: u32,
+        key: Key,
         name: &'static str,
         old: Option<Value>,
     ) -> Option<Value> {
         match old {
-            Some(old) => self.insert(id, name, old),
-            None => self.remove(id),
+            Some(old) => self.insert(key, name, old),
+            None => self.remove(key),
         }
     }
 
-    /// Removes `id`, returning its value.
-    pub(crate) fn remove(&mut self, id: u32) -> Option<Value> {
-        // Look first, so that removing an absent id never copies a shared path.
-        self.get_shared(id)?;
-        let root = Arc::make_mut(self.root.as_mut()?);
-        let value = root.remove(id, 0);
-        if root.count == 0 {
+    /// Removes `key`, returning its value.
+    pub(crate) fn remove(&mut self, key: Key) -> Option<Value> {
+        // Look first, so that removing an absent key never copies a shared path.
+        self.get_shared(key)?;
+        let root = self.root_mut();
+        let value = if key.local {
+            let local = Arc::make_mut(root.local.as_mut()?);
+            let value = local.remove(key.id, 0);
+            if local.count == 0 {
+                root.local = None;
+            }
+            value
+        } else {
+            root.remove(key.id, 0)
+        };
+        if root.count == 0 && root.local.is_none() {
             // An empty node holds no values: dropping it runs no user code.
             self.root = None;
         }
         Some(value)
+    }
+
+    /// This map without the values that spawned tasks do not inherit: the same map when
+    /// it holds none (one reference count), else the root without them, cached.
+    #[inline]
+    pub(crate) fn inherited(&self) -> Map {
+        match &self.root {
+            Some(root) if root.local.is_some() => Map {
+                root: root.inherited.get_or_init(|| root.without_local()).clone(),
+            },
+            _ => self.clone(),
+        }
     }
 
     /// Whether both maps are the same allocation (or both empty).
@@ -171,23 +245,18 @@ impl Map {
         }
     }
 
-    /// The entries, in trie order.
-    #[cfg(test)]
-    fn iter(&self) -> Iter<'_> {
-        Map::iter_all([self])
-    }
-
-    /// The entries of several maps, one map after the other, each in trie order.
-    pub(crate) fn iter_all<'a, const N: usize>(maps: [&'a Map; N]) -> Iter<'a> {
+    /// The entries: the inherited ones, then the others, each in trie order.
+    pub(crate) fn iter(&self) -> Iter<'_> {
+        let root = self.root.as_deref();
+        let local = root.and_then(|root| root.local.as_deref());
         Iter {
-            // Popped from the end: the first map goes last on the stack.
-            stack: maps
-                .iter()
-                .rev()
-                .filter_map(|map| map.root.as_deref())
-                .map(|root| root.slots.iter())
+            // Popped from the end: the root goes last on the stack.
+            stack: local
+                .into_iter()
+                .chain(root)
+                .map(|node| node.slots.iter())
                 .collect(),
-            remaining: maps.iter().map(|map| map.len()).sum(),
+            remaining: self.len(),
         }
     }
 }
@@ -198,7 +267,19 @@ impl Node {
             index: [0; WAYS],
             count: 0,
             slots: Vec::new(),
+            local: None,
+            inherited: OnceLock::new(),
         }
+    }
+
+    /// A copy of this root without its `local` trie; `None` when nothing is left.
+    #[cold]
+    fn without_local(&self) -> Option<Arc<Node>> {
+        (self.count > 0).then(|| {
+            let mut root = self.clone();
+            root.local = None;
+            Arc::new(root)
+        })
     }
 
     fn insert(&mut self, leaf: Leaf, shift: u32) -> Option<Value> {
@@ -314,18 +395,46 @@ mod tests {
         Arc::new(n)
     }
 
-    fn read(map: &Map, id: u32) -> Option<u64> {
-        map.get(id).map(|v| *v.downcast_ref::<u64>().unwrap())
+    fn key(id: u32) -> Key {
+        Key { id, local: false }
     }
 
-    fn check(map: &Map, model: &BTreeMap<u32, u64>) {
+    fn local(id: u32) -> Key {
+        Key { id, local: true }
+    }
+
+    fn read(map: &Map, key: Key) -> Option<u64> {
+        map.get(key).map(|v| *v.downcast_ref::<u64>().unwrap())
+    }
+
+    /// The model is keyed by `(local, id)`.
+    fn check(map: &Map, model: &BTreeMap<(bool, u32), u64>) {
         assert_eq!(map.len(), model.len());
+        assert_eq!(map.iter().len(), model.len());
         let mut ids: Vec<u32> = map.iter().map(|l| l.id).collect();
         ids.sort_unstable();
-        let expected: Vec<u32> = model.keys().copied().collect();
+        let mut expected: Vec<u32> = model.keys().map(|&(_, id)| id).collect();
+        expected.sort_unstable();
         assert_eq!(ids, expected);
-        for (&id, &v) in model {
-            assert_eq!(read(map, id), Some(v), "id {id}");
+        for (&(is_local, id), &v) in model {
+            let key = Key {
+                id,
+                local: is_local,
+            };
+            assert_eq!(read(map, key), Some(v), "{key:?}");
+            let other = Key {
+                id,
+                local: !is_local,
+            };
+            if !model.contains_key(&(!is_local, id)) {
+                assert_eq!(read(map, other), None, "{other:?}");
+            }
+        }
+        let inherited = map.inherited();
+        let kept: BTreeMap<_, _> = model.iter().filter(|((l, _), _)| !l).collect();
+        assert_eq!(inherited.len(), kept.len());
+        for (&&(_, id), &&v) in &kept {
+            assert_eq!(read(&inherited, key(id)), Some(v));
         }
     }
 
@@ -341,29 +450,48 @@ mod tests {
             65,
             1 << 12 | 1,
         ];
-        let mut map = Map::new();
-        let mut model = BTreeMap::new();
-        for (n, &id) in ids.iter().enumerate() {
-            assert!(map.insert(id, "v", value(n as u64)).is_none());
-            model.insert(id, n as u64);
-            check(&map, &model);
+        for is_local in [false, true] {
+            let mut map = Map::new();
+            let mut model = BTreeMap::new();
+            for (n, &id) in ids.iter().enumerate() {
+                let k = Key {
+                    id,
+                    local: is_local,
+                };
+                assert!(map.insert(k, "v", value(n as u64)).is_none());
+                model.insert((is_local, id), n as u64);
+                check(&map, &model);
+            }
+            assert_eq!(
+                read(
+                    &map,
+                    Key {
+                        id: 1 | 5 << 28,
+                        local: is_local
+                    }
+                ),
+                None
+            );
+            for &id in ids.iter().rev() {
+                let k = Key {
+                    id,
+                    local: is_local,
+                };
+                let snapshot = map.clone();
+                assert!(map.remove(k).is_some());
+                assert!(map.remove(k).is_none());
+                model.remove(&(is_local, id));
+                check(&map, &model);
+                // The snapshot is untouched by the removal.
+                assert!(read(&snapshot, k).is_some());
+            }
+            assert!(map.root.is_none());
+            assert_eq!(map.len(), 0);
         }
-        assert_eq!(read(&map, 1 | 5 << 28), None);
-        for &id in ids.iter().rev() {
-            let snapshot = map.clone();
-            assert!(map.remove(id).is_some());
-            assert!(map.remove(id).is_none());
-            model.remove(&id);
-            check(&map, &model);
-            // The snapshot is untouched by the removal.
-            assert!(read(&snapshot, id).is_some());
-        }
-        assert!(map.root.is_none());
-        assert_eq!(map.len(), 0);
     }
 
     #[test]
-    fn many_ids_against_a_model() {
+    fn many_keys_of_both_kinds_against_a_model() {
         let mut map = Map::new();
         let mut model = BTreeMap::new();
         let mut x = 0x9E37_79B9_u32;
@@ -372,11 +500,17 @@ mod tests {
             x ^= x >> 17;
             x ^= x << 5;
             let id = if step % 3 == 0 { x } else { x % 2048 };
+            let is_local = x % 5 == 0;
+            let k = Key {
+                id,
+                local: is_local,
+            };
             if step % 4 == 0 {
-                assert_eq!(map.remove(id).is_some(), model.remove(&id).is_some());
+                let removed = model.remove(&(is_local, id)).is_some();
+                assert_eq!(map.remove(k).is_some(), removed);
             } else {
-                let old = map.insert(id, "v", value(step));
-                assert_eq!(old.is_some(), model.insert(id, step).is_some());
+                let old = map.insert(k, "v", value(step));
+                assert_eq!(old.is_some(), model.insert((is_local, id), step).is_some());
             }
             if step % 512 == 0 {
                 check(&map, &model);
@@ -389,16 +523,49 @@ mod tests {
     fn writes_after_a_copy_do_not_show_in_the_copy() {
         let mut map = Map::new();
         for id in 0..200 {
-            map.insert(id, "v", value(u64::from(id)));
+            map.insert(key(id), "v", value(u64::from(id)));
         }
         let copy = map.clone();
         assert!(copy.ptr_eq(&map));
-        map.insert(7, "v", value(700));
-        map.remove(150);
+        map.insert(key(7), "v", value(700));
+        map.remove(key(150));
         assert!(!copy.ptr_eq(&map));
-        assert_eq!(read(&copy, 7), Some(7));
-        assert_eq!(read(&copy, 150), Some(150));
-        assert_eq!(read(&map, 7), Some(700));
-        assert_eq!(read(&map, 150), None);
+        assert_eq!(read(&copy, key(7)), Some(7));
+        assert_eq!(read(&copy, key(150)), Some(150));
+        assert_eq!(read(&map, key(7)), Some(700));
+        assert_eq!(read(&map, key(150)), None);
+    }
+
+    #[test]
+    fn the_inherited_copy_is_shared_until_the_root_is_written() {
+        let mut map = Map::new();
+        map.insert(key(1), "v", value(1));
+        // Without local values, the inherited copy is the map itself.
+        assert!(map.inherited().ptr_eq(&map));
+
+        map.insert(local(2), "l", value(2));
+        let first = map.inherited();
+        assert!(!first.ptr_eq(&map));
+        assert!(first.ptr_eq(&map.inherited()), "built once, then shared");
+        assert_eq!(read(&first, key(1)), Some(1));
+        assert_eq!(read(&first, local(2)), None);
+
+        map.insert(key(1), "v", value(10));
+        let second = map.inherited();
+        assert!(!second.ptr_eq(&first), "a write drops the cached copy");
+        assert_eq!(read(&second, key(1)), Some(10));
+        assert_eq!(
+            read(&first, key(1)),
+            Some(1),
+            "earlier copies are snapshots"
+        );
+
+        // Only local values: a spawn gets an empty map.
+        let mut only_local = Map::new();
+        only_local.insert(local(3), "l", value(3));
+        assert_eq!(only_local.inherited().len(), 0);
+        assert!(only_local.inherited().root.is_none());
+        only_local.remove(local(3));
+        assert!(only_local.root.is_none());
     }
 }

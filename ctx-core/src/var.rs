@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::current;
 use crate::default::LazyDefault;
 use crate::error::{AccessError, ResetError};
-use crate::map::Value;
+use crate::map::{Key, Value};
 use crate::token::{ResetGuard, Token};
 use crate::{Context, WithContext};
 
@@ -214,8 +214,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         // One reference count on the value, rather than holding the thread-local
         // borrowed while user code runs.
-        let value = self.assigned_id().and_then(|id| {
-            current::with(|ctx| ctx.map_of(self).get_shared(id).cloned())
+        let value = self.assigned_key().and_then(|key| {
+            current::with(|ctx| ctx.map.get_shared(key).cloned())
                 .ok()
                 .flatten()
         });
@@ -244,7 +244,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn set(&self, value: T) -> Token<T> {
         match self.write(Arc::new(value)) {
             Ok((token, _)) => token,
-            Err(AccessError { .. }) => Token::new(self.id(), self.name, current::NO_CONTEXT, None),
+            Err(AccessError { .. }) => {
+                Token::new(self.key().id, self.name, current::NO_CONTEXT, None)
+            }
         }
     }
 
@@ -269,22 +271,19 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// (a handle on it, for identity).
     #[track_caller]
     fn write(&self, value: Value) -> Result<(Token<T>, Value), AccessError> {
-        let id = self.id();
+        let key = self.key();
         let written = current::with_mut(|current| {
             if current.refuses_unscoped_set() {
                 return Err(value);
             }
             let context_id = current.prepare_write();
             let handle = Arc::clone(&value);
-            let old = current
-                .context
-                .map_of_mut(self)
-                .insert(id, self.name, value);
+            let old = current.context.map.insert(key, self.name, value);
             Ok((context_id, old, handle))
         });
         match written {
             Ok(Ok((context_id, old, handle))) => {
-                Ok((Token::new(id, self.name, context_id, old), handle))
+                Ok((Token::new(key.id, self.name, context_id, old), handle))
             }
             Ok(Err(value)) => {
                 drop(value);
@@ -322,7 +321,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             Ok((token, written)) => ResetGuard::new(self, token, Some(written)),
             Err(AccessError { .. }) => ResetGuard::new(
                 self,
-                Token::new(self.id(), self.name, current::NO_CONTEXT, None),
+                Token::new(self.key().id, self.name, current::NO_CONTEXT, None),
                 None,
             ),
         }
@@ -351,9 +350,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         written: Option<&Value>,
     ) -> Result<(), ResetError> {
         let (token_var, token_context, old) = token.into_parts();
-        if Some(token_var) != self.assigned_id() {
-            return Err(ResetError::WrongVar);
-        }
+        let key = match self.assigned_key() {
+            Some(key) if key.id == token_var => key,
+            _ => return Err(ResetError::WrongVar),
+        };
         // Whatever leaves the map (or the unused `old`, on error) is dropped only after
         // the borrow ends: its `Drop` is user code.
         let displaced = current::with_mut(|current| {
@@ -361,14 +361,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             if current.context.id != token_context {
                 return Err((ResetError::WrongContext, old));
             }
-            let map = current.context.map_of_mut(self);
+            let map = &mut current.context.map;
             if let Some(written) = written {
-                let now = map.get_shared(token_var);
+                let now = map.get_shared(key);
                 if !now.is_some_and(|now| Arc::ptr_eq(now, written)) {
                     return Err((ResetError::Superseded, old));
                 }
             }
-            Ok(map.restore(token_var, self.name, old))
+            Ok(map.restore(key, self.name, old))
         });
         match displaced {
             Ok(Ok(_displaced)) => Ok(()),
@@ -427,7 +427,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// As [`Context::run`].
     pub fn sync_scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
-        let _scope = current::scope(self.id(), self.name, !self.inherit, Arc::new(value));
+        let _scope = current::scope(self.key(), self.name, Arc::new(value));
         f()
     }
 
@@ -450,22 +450,23 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     {
         // A variable never written has no id, and no context holds it: reading it
         // must not use up an id (a `const` would be a new variable at every read).
-        let Some(id) = self.assigned_id() else {
+        let Some(key) = self.assigned_key() else {
             return never_written();
         };
-        current::with(|ctx| {
-            ctx.map_of(self)
-                .get(id)
-                .map(|value| downcast::<T>(value).clone())
-        })
+        current::with(|ctx| ctx.map.get(key).map(|value| downcast::<T>(value).clone()))
     }
 
-    /// This variable's key in every context's map, assigned on first use: for writes.
+    /// This variable's key in every context's map, its id assigned on first use: for
+    /// writes.
     #[inline]
-    pub(crate) fn id(&self) -> u32 {
-        match self.id.load(Ordering::Relaxed) {
+    pub(crate) fn key(&self) -> Key {
+        let id = match self.id.load(Ordering::Relaxed) {
             0 => self.assign_id(),
             id => id,
+        };
+        Key {
+            id,
+            local: !self.inherit,
         }
     }
 
@@ -474,10 +475,13 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// thread through whatever made it visible here (a spawn, a channel), so the
     /// assigned id is visible too.
     #[inline]
-    pub(crate) fn assigned_id(&self) -> Option<u32> {
+    pub(crate) fn assigned_key(&self) -> Option<Key> {
         match self.id.load(Ordering::Relaxed) {
             0 => None,
-            id => Some(id),
+            id => Some(Key {
+                id,
+                local: !self.inherit,
+            }),
         }
     }
 
@@ -524,7 +528,7 @@ pub(crate) fn downcast<T: 'static>(value: &(dyn Any + Send + Sync)) -> &T {
     // SAFETY: entries are keyed by variable id, and ids are unique per `ContextVar`: one
     // is taken from a counter that never wraps (`assign_id` panics first), at most once
     // per variable (a compare-exchange from 0), and a `ContextVar` cannot be cloned.
-    // Every insertion under a `ContextVar<T>`'s id (in either of a context's maps)
+    // Every insertion under a `ContextVar<T>`'s key (its id, in the trie its policy picks)
     // stores a `T`: `write`, `sync_scope` and `Context::with_value` take a `T`; `reset`
     // stores only the value its `Token<T>` took out of the same id (a token from another
     // id is `WrongVar`, and `Token` is invariant in `T`, so a token cannot be retyped),
@@ -567,8 +571,8 @@ mod tests {
             let _ = ctx.clone().without(&var);
             assert!(ctx.iter().all(|(info, _)| !info.is(&var)));
         });
-        assert_eq!(var.assigned_id(), None);
+        assert_eq!(var.assigned_key(), None);
         Context::new().run(|| drop(var.set(3)));
-        assert!(var.assigned_id().is_some(), "a write assigns one");
+        assert!(var.assigned_key().is_some(), "a write assigns one");
     }
 }
