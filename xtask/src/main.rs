@@ -130,7 +130,11 @@ fn count_before(line: &str, label: &str) -> usize {
 }
 
 /// Each criterion bench target, as (package, bench).
-const BENCHES: [(&str, &str); 2] = [("ctx-core", "core"), ("ctx-tests", "spawn")];
+const BENCHES: [(&str, &str); 3] = [
+    ("ctx-core", "core"),
+    ("ctx-tests", "spawn"),
+    ("ctx-tracing", "format"),
+];
 
 fn bench(quick: bool) -> Result<()> {
     for (package, name) in BENCHES {
@@ -261,6 +265,30 @@ const TARGETS: &[Target] = &[
         ours: "spawn_async_std/ctx",
         peer: "spawn_async_std/raw",
         kind: TargetKind::Ratio(1.05),
+    },
+    Target {
+        what: "(ctx-tracing) a text log line with 2 context fields vs the stock `fmt()` text formatter",
+        ours: "log_text/ctx_2_fields",
+        peer: "log_text/stock",
+        kind: TargetKind::Ratio(1.1),
+    },
+    Target {
+        what: "(peer) the same 2 values passed as event fields instead, vs the stock line",
+        ours: "log_text/stock_2_event_fields",
+        peer: "log_text/stock",
+        kind: TargetKind::PeerRatio,
+    },
+    Target {
+        what: "(ctx-tracing) the same, without timestamps (formatting alone)",
+        ours: "log_text_no_time/ctx_2_fields",
+        peer: "log_text_no_time/stock",
+        kind: TargetKind::PeerRatio,
+    },
+    Target {
+        what: "(ctx-tracing) a JSON log line with 2 top-level context fields vs stock `fmt().json()`",
+        ours: "log_json/ctx_2_fields",
+        peer: "log_json/stock",
+        kind: TargetKind::PeerRatio,
     },
     Target {
         what: "(peer) tokio `task_local` `scope` poll overhead, same future",

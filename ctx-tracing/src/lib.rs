@@ -1,0 +1,352 @@
+//! ctx context variables as fields on every [`tracing`] log line: `request_id=…
+//! tenant=…` in text, and **top-level** `"request_id":"…"` fields in JSON.
+//!
+//! A service keeps a request id or a tenant in ambient context mostly to see it on every
+//! log line, including lines from spawned tasks, blocking jobs, database code and
+//! libraries that know nothing of the request. Spans carry fields too, but nested (in
+//! JSON, under `"span"`/`"spans"`) and only where a span was entered; a context value is
+//! wherever the request's context went, and appears at the top of the line where log
+//! stores index it.
+//!
+//! List the variables once, on a [`ContextFields`], and wrap the event formatter of the
+//! `tracing-subscriber` `fmt` builder or layer you already have:
+//!
+//! ```
+//! use ctx_core::context_var;
+//! use ctx_tracing::ContextFields;
+//!
+//! #[context_var]
+//! static REQUEST_ID: u64;
+//! #[context_var]
+//! static TENANT: String;
+//!
+//! let fields = ContextFields::new()
+//!     .display_as("request_id", &REQUEST_ID)
+//!     .display_as("tenant", &TENANT);
+//!
+//! // Text: `… INFO app: charged amount=3 request_id=7 tenant=acme`
+//! let text = tracing_subscriber::fmt().map_event_format(|format| fields.clone().wrap(format));
+//! // JSON: `{"request_id":"7","tenant":"acme","timestamp":…,"fields":{…},…}`
+//! let json = tracing_subscriber::fmt()
+//!     .json()
+//!     .map_event_format(|format| fields.wrap(format));
+//! # let _ = (text, json);
+//! ```
+//!
+//! Both forms also work on `tracing_subscriber::fmt::layer()` (`map_event_format` on the
+//! layer), beside other layers in a `Registry`.
+//!
+//! # How, and why this way
+//!
+//! [`ContextFormat`] is a [`FormatEvent`] wrapper: the stock formatter writes the line
+//! (every option you set on it still applies), and the variables set in the current
+//! context are added to it, as the last `name=value` pairs of a text line or as the
+//! first members of a JSON object. A [`Layer`](tracing_subscriber::Layer) could not do
+//! that: tracing events carry only the fields their call site declares, and the JSON
+//! formatter writes nothing but those and span fields. The formatter runs on the thread
+//! that emits the event, inside the task that emits it, which is what makes the current
+//! context the event's own.
+//!
+//! A variable that is not set (nor has a default) where an event is emitted adds nothing
+//! to the line, unless [`ContextFields::unset_as`] gives a placeholder.
+//!
+//! Values are written with their `Display` ([`ContextFields::display`]) or `Debug`
+//! ([`ContextFields::debug`]) implementation; in JSON, as strings. In text, colours of
+//! the wrapped line follow the format's own setting
+//! (`tracing_subscriber::fmt::format().with_ansi(true)`): the layer's colour setting
+//! does not reach a wrapped formatter. Field names are not checked against the event's
+//! own fields: an event field with the same name appears twice.
+//!
+//! Spans do not get the variables as fields: a span's fields are fixed by its call site,
+//! so there is nothing to record them into.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use ctx_core::{Context, ContextVar};
+use tracing_core::{Event, Subscriber};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Which context variables go on every log line, and under which names.
+#[derive(Clone, Default)]
+pub struct ContextFields {
+    fields: Vec<Field>,
+    unset: Option<&'static str>,
+}
+
+/// Hands a variable's value in `context` (or its default) to `emit`; `None` when there
+/// is none.
+type ReadValue = dyn Fn(&Context, &mut dyn FnMut(&dyn fmt::Display) -> fmt::Result) -> Option<fmt::Result>
+    + Send
+    + Sync;
+
+/// One variable: its field name, what goes before its value, and how to read it.
+#[derive(Clone)]
+struct Field {
+    name: &'static str,
+    /// ` name=`, in plain text and with tracing-subscriber's colours (an italic name, a
+    /// dimmed `=`), and `"name":"` for JSON: written in one piece.
+    text: Box<str>,
+    ansi: Box<str>,
+    json: Box<str>,
+    read: Arc<ReadValue>,
+}
+
+/// Shows a value with its `Debug` implementation.
+struct AsDebug<'a, T>(&'a T);
+
+impl<T: fmt::Debug> fmt::Display for AsDebug<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl ContextFields {
+    /// No fields yet.
+    pub fn new() -> Self {
+        ContextFields::default()
+    }
+
+    /// Adds `var`, under its own name, written with `Display`.
+    #[must_use]
+    pub fn display<T>(self, var: &'static ContextVar<T>) -> Self
+    where
+        T: fmt::Display + Send + Sync + 'static,
+    {
+        self.display_as(var.name(), var)
+    }
+
+    /// Adds `var` under the field name `name`, written with `Display`.
+    #[must_use]
+    pub fn display_as<T>(self, name: &'static str, var: &'static ContextVar<T>) -> Self
+    where
+        T: fmt::Display + Send + Sync + 'static,
+    {
+        self.push(name, move |context, emit| match context.get(var) {
+            Some(value) => Some(emit(value)),
+            // Not set: the variable's default, if it has one.
+            None => var.with(|value| value.map(|value| emit(value))),
+        })
+    }
+
+    /// Adds `var`, under its own name, written with `Debug`.
+    #[must_use]
+    pub fn debug<T>(self, var: &'static ContextVar<T>) -> Self
+    where
+        T: fmt::Debug + Send + Sync + 'static,
+    {
+        self.debug_as(var.name(), var)
+    }
+
+    /// Adds `var` under the field name `name`, written with `Debug`.
+    #[must_use]
+    pub fn debug_as<T>(self, name: &'static str, var: &'static ContextVar<T>) -> Self
+    where
+        T: fmt::Debug + Send + Sync + 'static,
+    {
+        self.push(name, move |context, emit| match context.get(var) {
+            Some(value) => Some(emit(&AsDebug(value))),
+            None => var.with(|value| value.map(|value| emit(&AsDebug(value)))),
+        })
+    }
+
+    /// Writes `placeholder` for variables that are not set where an event is emitted
+    /// (by default they are left out of the line).
+    #[must_use]
+    pub fn unset_as(mut self, placeholder: &'static str) -> Self {
+        self.unset = Some(placeholder);
+        self
+    }
+
+    /// Wraps an event formatter (such as `tracing_subscriber::fmt::format()` or its
+    /// `.json()`) so that its lines carry these fields.
+    pub fn wrap<E>(self, inner: E) -> ContextFormat<E> {
+        ContextFormat {
+            inner,
+            fields: self,
+        }
+    }
+
+    fn push(
+        mut self,
+        name: &'static str,
+        read: impl Fn(&Context, &mut dyn FnMut(&dyn fmt::Display) -> fmt::Result) -> Option<fmt::Result>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        let mut json = String::from("\"");
+        let _ = JsonString(&mut json).write_str(name);
+        json.push_str("\":\"");
+        self.fields.push(Field {
+            name,
+            text: format!(" {name}=").into(),
+            ansi: format!(" \x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m").into(),
+            json: json.into(),
+            read: Arc::new(read),
+        });
+        self
+    }
+
+    /// Calls `emit(field, value)` for each field that has a value in the current context.
+    fn each(&self, mut emit: impl FnMut(&Field, &dyn fmt::Display) -> fmt::Result) -> fmt::Result {
+        if self.fields.is_empty() {
+            return Ok(());
+        }
+        // One snapshot for all fields: a reference count, where reading each variable
+        // on its own would take one per field.
+        let context = Context::current();
+        for field in &self.fields {
+            let written = (field.read)(&context, &mut |value| emit(field, value));
+            match (written, self.unset) {
+                (Some(result), _) => result?,
+                (None, Some(placeholder)) => emit(field, &placeholder)?,
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `line`, a formatted event, to `out` with the fields added: as the first
+    /// members of a JSON object (a line that starts with `{`), else as `name=value` pairs
+    /// before the line's end.
+    fn write_line(&self, out: &mut Writer<'_>, line: &str) -> fmt::Result {
+        if let Some(rest) = line.strip_prefix('{') {
+            out.write_char('{')?;
+            if self.write_json(out)? && !rest.trim_start().starts_with('}') {
+                out.write_char(',')?;
+            }
+            return out.write_str(rest);
+        }
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        out.write_str(body)?;
+        self.write_text(out)?;
+        out.write_str(end)
+    }
+
+    /// Writes the fields as JSON object members, comma-separated; whether it wrote any.
+    fn write_json(&self, out: &mut Writer<'_>) -> Result<bool, fmt::Error> {
+        let mut first = true;
+        self.each(|field, value| {
+            if first {
+                first = false;
+            } else {
+                out.write_char(',')?;
+            }
+            out.write_str(&field.json)?;
+            write!(JsonString(out), "{value}")?;
+            out.write_char('"')
+        })?;
+        Ok(!first)
+    }
+
+    /// Writes the fields as ` name=value` pairs.
+    fn write_text(&self, out: &mut Writer<'_>) -> fmt::Result {
+        let ansi = out.has_ansi_escapes();
+        self.each(|field, value| {
+            out.write_str(if ansi { &field.ansi } else { &field.text })?;
+            write!(out, "{value}")
+        })
+    }
+}
+
+impl fmt::Debug for ContextFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.fields.iter().map(|field| field.name).collect();
+        f.debug_struct("ContextFields")
+            .field("fields", &names)
+            .field("unset", &self.unset)
+            .finish()
+    }
+}
+
+/// Writes what it is given as the inside of a JSON string literal.
+struct JsonString<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for JsonString<'_, W> {
+    fn write_str(&mut self, value: &str) -> fmt::Result {
+        let mut start = 0;
+        for (at, c) in value.char_indices() {
+            let escaped = match c {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                c if u32::from(c) < 0x20 => "",
+                _ => continue,
+            };
+            self.0.write_str(&value[start..at])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u{:04x}", u32::from(c))?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            start = at + c.len_utf8();
+        }
+        self.0.write_str(&value[start..])
+    }
+}
+
+/// An event formatter whose lines carry context variables: made by
+/// [`ContextFields::wrap`].
+#[derive(Clone, Debug)]
+pub struct ContextFormat<E> {
+    inner: E,
+    fields: ContextFields,
+}
+
+impl<E> ContextFormat<E> {
+    /// The wrapped formatter.
+    pub fn inner(&self) -> &E {
+        &self.inner
+    }
+
+    /// The wrapped formatter, to change its settings.
+    pub fn inner_mut(&mut self) -> &mut E {
+        &mut self.inner
+    }
+}
+
+thread_local! {
+    /// The wrapped formatter's line: reused, so that an event allocates nothing once the
+    /// buffer has grown. (Writing through a splicing adapter instead costs more than the
+    /// copy: every small write of the wrapped formatter would go through it.)
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+impl<S, N, E> FormatEvent<S, N> for ContextFormat<E>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    E: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut format = |line: &mut String| {
+            line.clear();
+            self.inner.format_event(ctx, Writer::new(line), event)?;
+            self.fields.write_line(&mut writer, line)
+        };
+        // Formatting within formatting (a value's `Display` that logs) gets a buffer of
+        // its own.
+        let reused = LINE.try_with(|line| {
+            let mut line = line.try_borrow_mut().ok()?;
+            Some(format(&mut line))
+        });
+        match reused {
+            Ok(Some(done)) => done,
+            Ok(None) | Err(_) => format(&mut String::new()),
+        }
+    }
+}
