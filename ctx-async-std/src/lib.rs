@@ -25,6 +25,8 @@
 //! A task started by a library calling `async_std::task::spawn` itself is not wrapped;
 //! wrap the future you hand it with [`FutureExt::in_inherited_context`].
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use std::future::Future;
 use std::io;
 

@@ -45,6 +45,8 @@
 //!
 //! [PEP 567]: https://peps.python.org/pep-0567/
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod context;
 mod current;
 mod default;

@@ -5,6 +5,8 @@
 //! error is a spanned compile error, emitted beside the original item (or the closest
 //! valid expansion) so that the user sees one error rather than a cascade.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod args;
 mod context_var;
 mod with_context;

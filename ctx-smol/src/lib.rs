@@ -30,6 +30,8 @@
 //! itself is not wrapped; wrap the future you hand it with
 //! [`FutureExt::in_inherited_context`].
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use std::future::Future;
 
 use smol::{Executor, LocalExecutor, Task};

@@ -37,6 +37,8 @@
 //! libraries a [`ContextExecutor`] where they take an executor, or by wrapping the
 //! future you give them with [`FutureExt::in_inherited_context`].
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use std::future::Future;
 
 use tokio::runtime::{Handle, Runtime};

@@ -1,4 +1,4 @@
-//! ctx context variables as fields on every [`tracing`] log line: `request_id=…
+//! ctx context variables as fields on every [`tracing`](https://docs.rs/tracing) log line: `request_id=…
 //! tenant=…` in text, and **top-level** `"request_id":"…"` fields in JSON.
 //!
 //! A service keeps a request id or a tenant in ambient context mostly to see it on every
@@ -59,6 +59,8 @@
 //!
 //! Spans do not get the variables as fields: a span's fields are fixed by its call site,
 //! so there is nothing to record them into.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};

@@ -9,6 +9,10 @@
 //! instead. Then the same load without the layer, for the cost. Exits non-zero on any
 //! mismatch.
 //!
+//! It logs through ctx-tracing: the handler logs a sampled request now and then (to
+//! stderr), with no id in the call, and the line carries `request.id` and `USER` from
+//! the request's context.
+//!
 //! `cargo run -p ctx-tests --release --example http`
 
 use std::process::ExitCode;
@@ -21,6 +25,15 @@ const IN_FLIGHT: usize = 64;
 const ROUNDS: usize = 3;
 
 fn main() -> ExitCode {
+    let fields = ctx_tracing::ContextFields::new()
+        .display(&http::REQUEST_ID)
+        .display(&http::USER);
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .map_event_format(|format| fields.wrap(format))
+        .init();
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(ctx_tokio::strict::enable)

@@ -62,9 +62,14 @@ fn seen() -> String {
     )
 }
 
-/// A database call, simulated: it awaits, then reads who is asking.
+/// A database call, simulated: it awaits, then reads who is asking. Every thousandth
+/// request logs it: a log line carries the request's values without being handed them
+/// (with ctx-tracing installed, as in the demo).
 async fn db_query() -> String {
     tokio::task::yield_now().await;
+    if REQUEST_ID.get().is_some_and(|id| id % 1000 == 0) {
+        tracing::info!(target: "db", "sampled query");
+    }
     seen()
 }
 
