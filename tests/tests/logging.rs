@@ -6,19 +6,17 @@
 //! The logs go to a process-wide subscriber (tasks run on many threads), so this file
 //! holds one test.
 
-use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Request};
 use axum::routing::get;
 use ctx_core::{ContextLayer, context_var};
-use ctx_tests::fresh;
 use ctx_tests::http::{self, loopback};
+use ctx_tests::{Capture, fresh};
 use ctx_tokio::JoinSetExt;
 use ctx_tracing::ContextFields;
 use tower_http::trace::TraceLayer;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
 #[context_var]
@@ -26,37 +24,6 @@ static REQUEST_ID: u64;
 
 #[context_var]
 static TENANT: String;
-
-/// Everything written, shared with the subscriber.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 /// The tenant of request `id`: derived, so that every line can be checked.
 fn tenant_of(id: u64) -> String {

@@ -1,11 +1,8 @@
-//! What the wrapped formatters write, captured from a real `fmt` subscriber.
-
-use std::io;
-use std::sync::{Arc, Mutex};
+//! What ctx-tracing's wrapped formatters write, captured from a real `fmt` subscriber.
 
 use ctx_core::{Context, ContextVar, context_var};
+use ctx_tests::Capture;
 use ctx_tracing::ContextFields;
-use tracing_subscriber::fmt::MakeWriter;
 
 #[context_var]
 static REQUEST_ID: u64;
@@ -17,38 +14,6 @@ static TENANT: String;
 static ROLES: Vec<&'static str>;
 
 static REGION: ContextVar<&str> = ContextVar::with_default("region", || "eu");
-
-/// Everything written, shared with the subscriber.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().unwrap();
-        String::from_utf8(bytes.clone())
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 fn fields() -> ContextFields {
     ContextFields::new()
@@ -97,9 +62,9 @@ fn text_lines_end_with_the_variables_set_where_the_event_is_emitted() {
     assert_eq!(
         lines,
         [
-            " INFO lines: before",
-            " INFO lines: charged amount=3 request_id=7 tenant=acme",
-            " WARN lines: inner request_id=8 tenant=acme",
+            " INFO log_lines: before",
+            " INFO log_lines: charged amount=3 request_id=7 tenant=acme",
+            " WARN log_lines: inner request_id=8 tenant=acme",
         ]
     );
 }
@@ -135,7 +100,7 @@ fn debug_fields_defaults_and_placeholders() {
     });
     assert_eq!(
         lines,
-        [r#" INFO lines: hi ROLES=["admin"] region=eu request_id=-"#]
+        [r#" INFO log_lines: hi ROLES=["admin"] region=eu request_id=-"#]
     );
     let lines = json(fields, || tracing::info!("hi"));
     assert_eq!(lines[0]["ROLES"], "-");
@@ -182,5 +147,5 @@ fn an_event_logged_while_a_value_is_formatted_does_no_harm() {
         NOISY.set(Noisy);
         tracing::info!("outer");
     });
-    assert_eq!(lines, [" INFO lines: outer noisy=noisy"]);
+    assert_eq!(lines, [" INFO log_lines: outer noisy=noisy"]);
 }
