@@ -62,6 +62,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -81,9 +82,70 @@ pub struct ContextFields {
 
 /// Hands a variable's value in `context` (or its default) to `emit`; `None` when there
 /// is none.
-type ReadValue = dyn Fn(&Context, &mut dyn FnMut(&dyn fmt::Display) -> fmt::Result) -> Option<fmt::Result>
-    + Send
-    + Sync;
+type ReadValue =
+    dyn Fn(&Context, &mut dyn FnMut(Value<'_>) -> fmt::Result) -> Option<fmt::Result> + Send + Sync;
+
+/// A value on its way to a line: the common types written directly, anything else
+/// through `Display`, whose machinery costs more than the rest of a field.
+enum Value<'a> {
+    Text(&'a str),
+    Unsigned(u64),
+    Signed(i64),
+    Formatted(&'a dyn fmt::Display),
+}
+
+impl<'a> Value<'a> {
+    /// `value`, written as its `Display` would.
+    fn of<T: fmt::Display + 'static>(value: &'a T) -> Self {
+        let any: &dyn Any = value;
+        if let Some(text) = any.downcast_ref::<String>() {
+            Value::Text(text)
+        } else if let Some(text) = any.downcast_ref::<&'static str>() {
+            Value::Text(text)
+        } else if let Some(&n) = any.downcast_ref::<u64>() {
+            Value::Unsigned(n)
+        } else if let Some(&n) = any.downcast_ref::<u32>() {
+            Value::Unsigned(n.into())
+        } else if let Some(&n) = any.downcast_ref::<usize>() {
+            Value::Unsigned(n as u64)
+        } else if let Some(&n) = any.downcast_ref::<i64>() {
+            Value::Signed(n)
+        } else if let Some(&n) = any.downcast_ref::<i32>() {
+            Value::Signed(n.into())
+        } else {
+            Value::Formatted(value)
+        }
+    }
+
+    fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        match *self {
+            Value::Text(text) => out.write_str(text),
+            Value::Unsigned(n) => write_digits(out, n),
+            Value::Signed(n) => {
+                if n < 0 {
+                    out.write_char('-')?;
+                }
+                write_digits(out, n.unsigned_abs())
+            }
+            Value::Formatted(value) => write!(out, "{value}"),
+        }
+    }
+}
+
+/// `n` in decimal, without the formatting machinery.
+fn write_digits(out: &mut impl fmt::Write, mut n: u64) -> fmt::Result {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
+}
 
 /// One variable: its field name, what goes before its value, and how to read it.
 #[derive(Clone)]
@@ -128,9 +190,9 @@ impl ContextFields {
         T: fmt::Display + Send + Sync + 'static,
     {
         self.push(name, move |context, emit| match context.get(var) {
-            Some(value) => Some(emit(value)),
+            Some(value) => Some(emit(Value::of(value))),
             // Not set: the variable's default, if it has one.
-            None => var.with(|value| value.map(|value| emit(value))),
+            None => var.with(|value| value.map(|value| emit(Value::of(value)))),
         })
     }
 
@@ -150,8 +212,8 @@ impl ContextFields {
         T: fmt::Debug + Send + Sync + 'static,
     {
         self.push(name, move |context, emit| match context.get(var) {
-            Some(value) => Some(emit(&AsDebug(value))),
-            None => var.with(|value| value.map(|value| emit(&AsDebug(value)))),
+            Some(value) => Some(emit(Value::Formatted(&AsDebug(value)))),
+            None => var.with(|value| value.map(|value| emit(Value::Formatted(&AsDebug(value))))),
         })
     }
 
@@ -175,7 +237,7 @@ impl ContextFields {
     fn push(
         mut self,
         name: &'static str,
-        read: impl Fn(&Context, &mut dyn FnMut(&dyn fmt::Display) -> fmt::Result) -> Option<fmt::Result>
+        read: impl Fn(&Context, &mut dyn FnMut(Value<'_>) -> fmt::Result) -> Option<fmt::Result>
         + Send
         + Sync
         + 'static,
@@ -194,7 +256,7 @@ impl ContextFields {
     }
 
     /// Calls `emit(field, value)` for each field that has a value in the current context.
-    fn each(&self, mut emit: impl FnMut(&Field, &dyn fmt::Display) -> fmt::Result) -> fmt::Result {
+    fn each(&self, mut emit: impl FnMut(&Field, Value<'_>) -> fmt::Result) -> fmt::Result {
         if self.fields.is_empty() {
             return Ok(());
         }
@@ -205,7 +267,7 @@ impl ContextFields {
             let written = (field.read)(&context, &mut |value| emit(field, value));
             match (written, self.unset) {
                 (Some(result), _) => result?,
-                (None, Some(placeholder)) => emit(field, &placeholder)?,
+                (None, Some(placeholder)) => emit(field, Value::Text(placeholder))?,
                 (None, None) => {}
             }
         }
@@ -242,7 +304,7 @@ impl ContextFields {
                 out.write_char(',')?;
             }
             out.write_str(&field.json)?;
-            write!(JsonString(out), "{value}")?;
+            value.write_to(&mut JsonString(out))?;
             out.write_char('"')
         })?;
         Ok(!first)
@@ -253,7 +315,7 @@ impl ContextFields {
         let ansi = out.has_ansi_escapes();
         self.each(|field, value| {
             out.write_str(if ansi { &field.ansi } else { &field.text })?;
-            write!(out, "{value}")
+            value.write_to(out)
         })
     }
 }

@@ -149,3 +149,36 @@ fn an_event_logged_while_a_value_is_formatted_does_no_harm() {
     });
     assert_eq!(lines, [" INFO log_lines: outer noisy=noisy"]);
 }
+
+#[test]
+fn common_types_are_written_as_their_display_would() {
+    static UNSIGNED: ContextVar<u64> = ContextVar::new("unsigned");
+    static SIGNED: ContextVar<i64> = ContextVar::new("signed");
+    static SMALL: ContextVar<i32> = ContextVar::new("small");
+    static SIZE: ContextVar<usize> = ContextVar::new("size");
+    static OWNED: ContextVar<String> = ContextVar::new("owned");
+    static FLOAT: ContextVar<f64> = ContextVar::new("float");
+    let fields = ContextFields::new()
+        .display(&UNSIGNED)
+        .display(&SIGNED)
+        .display(&SMALL)
+        .display(&SIZE)
+        .display(&OWNED)
+        .display(&FLOAT);
+    for (u, i, s) in [(0, 0, 0), (u64::MAX, i64::MIN, i32::MIN), (10, -7, 42)] {
+        let lines = text(fields.clone(), || {
+            UNSIGNED.set(u);
+            SIGNED.set(i);
+            SMALL.set(s);
+            SIZE.set(usize::MAX);
+            OWNED.set("a b".to_owned());
+            FLOAT.set(-0.5);
+            tracing::info!("x");
+        });
+        let expected = format!(
+            " INFO log_lines: x unsigned={u} signed={i} small={s} size={} owned=a b float=-0.5",
+            usize::MAX
+        );
+        assert_eq!(lines, [expected]);
+    }
+}
