@@ -100,7 +100,7 @@ pub(crate) fn refused(name: &str) -> ! {
         "ctx: `{name}.set(..)` outside any task's context, on a thread in strict mode: the \
          value would stay in this worker thread's own context and be seen by the next task \
          that runs here unwrapped. Start the task with the ctx adapter's `spawn` \
-         (`ctx_tokio::spawn`, ...), wrap its future with `.in_current_context()`, or give the \
+         (`ctx_tokio::spawn`, ...), wrap its future with `.in_inherited_context()`, or give the \
          server ctx's per-request layer; use `ContextVar::sync_scope` for a one-off"
     )
 }

@@ -65,7 +65,7 @@ fn strict_mode_refuses_the_leaking_set_and_names_the_fix() {
             .or_else(|| panic.downcast_ref::<&str>().copied())
             .unwrap_or_default();
         assert!(message.contains("strict mode"), "{message}");
-        assert!(message.contains("ctx_tokio::spawn") && message.contains("in_current_context"));
+        assert!(message.contains("ctx_tokio::spawn") && message.contains("in_inherited_context"));
 
         // The same set inside a task's context is fine, and so is a blocking job's.
         let seen = rt.block_on(async {
@@ -86,7 +86,7 @@ fn strict_mode_refuses_the_leaking_set_and_names_the_fix() {
         assert!(raw_blocking.unwrap_err().is_panic());
 
         // Wrapping the future is enough.
-        let wrapped = rt.block_on(rt.spawn(ctx_core::FutureExt::in_current_context(async {
+        let wrapped = rt.block_on(rt.spawn(ctx_core::FutureExt::in_inherited_context(async {
             USER.set("erin").old_value().copied()
         })));
         assert_eq!(wrapped.unwrap(), None);
