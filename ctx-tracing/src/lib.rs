@@ -80,10 +80,29 @@ pub struct ContextFields {
     unset: Option<&'static str>,
 }
 
-/// Hands a variable's value in `context` (or its default) to `emit`; `None` when there
-/// is none.
-type ReadValue =
-    dyn Fn(&Context, &mut dyn FnMut(Value<'_>) -> fmt::Result) -> Option<fmt::Result> + Send + Sync;
+/// How fields are written: `name=value` pairs, or JSON object members.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Text,
+    Json,
+}
+
+/// Writes `prefix` and then the variable's value in `context` (or its default) to the
+/// buffer, as the mode wants it; `None`, with nothing written, when there is no value.
+type WriteField = dyn Fn(&Context, &mut String, &str, Mode) -> Option<fmt::Result> + Send + Sync;
+
+/// `prefix`, then `value` (escaped, and closed with a quote, for JSON).
+fn write_field(out: &mut String, prefix: &str, value: Value<'_>, mode: Mode) -> fmt::Result {
+    out.push_str(prefix);
+    match mode {
+        Mode::Text => value.write_to(out),
+        Mode::Json => {
+            value.write_to(&mut JsonString(&mut *out))?;
+            out.push('"');
+            Ok(())
+        }
+    }
+}
 
 /// A value on its way to a line: the common types written directly, anything else
 /// through `Display`, whose machinery costs more than the rest of a field.
@@ -120,31 +139,11 @@ impl<'a> Value<'a> {
     fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
         match *self {
             Value::Text(text) => out.write_str(text),
-            Value::Unsigned(n) => write_digits(out, n),
-            Value::Signed(n) => {
-                if n < 0 {
-                    out.write_char('-')?;
-                }
-                write_digits(out, n.unsigned_abs())
-            }
+            Value::Unsigned(n) => out.write_str(itoa::Buffer::new().format(n)),
+            Value::Signed(n) => out.write_str(itoa::Buffer::new().format(n)),
             Value::Formatted(value) => write!(out, "{value}"),
         }
     }
-}
-
-/// `n` in decimal, without the formatting machinery.
-fn write_digits(out: &mut impl fmt::Write, mut n: u64) -> fmt::Result {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| fmt::Error)?)
 }
 
 /// One variable: its field name, what goes before its value, and how to read it.
@@ -156,7 +155,7 @@ struct Field {
     text: Box<str>,
     ansi: Box<str>,
     json: Box<str>,
-    read: Arc<ReadValue>,
+    write: Arc<WriteField>,
 }
 
 /// Shows a value with its `Debug` implementation.
@@ -189,10 +188,14 @@ impl ContextFields {
     where
         T: fmt::Display + Send + Sync + 'static,
     {
-        self.push(name, move |context, emit| match context.get(var) {
-            Some(value) => Some(emit(Value::of(value))),
-            // Not set: the variable's default, if it has one.
-            None => var.with(|value| value.map(|value| emit(Value::of(value)))),
+        self.push(name, move |context, out, prefix, mode| {
+            match context.get(var) {
+                Some(value) => Some(write_field(out, prefix, Value::of(value), mode)),
+                // Not set: the variable's default, if it has one.
+                None => var.with(|value| {
+                    value.map(|value| write_field(out, prefix, Value::of(value), mode))
+                }),
+            }
         })
     }
 
@@ -211,9 +214,14 @@ impl ContextFields {
     where
         T: fmt::Debug + Send + Sync + 'static,
     {
-        self.push(name, move |context, emit| match context.get(var) {
-            Some(value) => Some(emit(Value::Formatted(&AsDebug(value)))),
-            None => var.with(|value| value.map(|value| emit(Value::Formatted(&AsDebug(value))))),
+        self.push(name, move |context, out, prefix, mode| {
+            let write = |out: &mut String, value: &T| {
+                write_field(out, prefix, Value::Formatted(&AsDebug(value)), mode)
+            };
+            match context.get(var) {
+                Some(value) => Some(write(out, value)),
+                None => var.with(|value| value.map(|value| write(out, value))),
+            }
         })
     }
 
@@ -237,10 +245,7 @@ impl ContextFields {
     fn push(
         mut self,
         name: &'static str,
-        read: impl Fn(&Context, &mut dyn FnMut(Value<'_>) -> fmt::Result) -> Option<fmt::Result>
-        + Send
-        + Sync
-        + 'static,
+        write: impl Fn(&Context, &mut String, &str, Mode) -> Option<fmt::Result> + Send + Sync + 'static,
     ) -> Self {
         let mut json = String::from("\"");
         let _ = JsonString(&mut json).write_str(name);
@@ -250,73 +255,74 @@ impl ContextFields {
             text: format!(" {name}=").into(),
             ansi: format!(" \x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m").into(),
             json: json.into(),
-            read: Arc::new(read),
+            write: Arc::new(write),
         });
         self
     }
 
-    /// Calls `emit(field, value)` for each field that has a value in the current context.
-    fn each(&self, mut emit: impl FnMut(&Field, Value<'_>) -> fmt::Result) -> fmt::Result {
+    /// Appends the fields that have a value in the current context to `out`, as `mode`
+    /// wants them; whether it wrote any.
+    fn write_fields(&self, out: &mut String, mode: Mode, ansi: bool) -> Result<bool, fmt::Error> {
         if self.fields.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // One snapshot for all fields: a reference count, where reading each variable
         // on its own would take one per field.
         let context = Context::current();
+        let mut any = false;
         for field in &self.fields {
-            let written = (field.read)(&context, &mut |value| emit(field, value));
-            match (written, self.unset) {
-                (Some(result), _) => result?,
-                (None, Some(placeholder)) => emit(field, Value::Text(placeholder))?,
-                (None, None) => {}
+            let prefix = match mode {
+                Mode::Text if ansi => &field.ansi,
+                Mode::Text => &field.text,
+                Mode::Json => &field.json,
+            };
+            let start = out.len();
+            if any && mode == Mode::Json {
+                out.push(',');
             }
+            match ((field.write)(&context, out, prefix, mode), self.unset) {
+                (Some(written), _) => written?,
+                (None, Some(placeholder)) => {
+                    write_field(out, prefix, Value::Text(placeholder), mode)?;
+                }
+                (None, None) => {
+                    out.truncate(start);
+                    continue;
+                }
+            }
+            any = true;
         }
-        Ok(())
+        Ok(any)
     }
 
     /// Writes `line`, a formatted event, to `out` with the fields added: as the first
     /// members of a JSON object (a line that starts with `{`), else as `name=value` pairs
-    /// before the line's end.
-    fn write_line(&self, out: &mut Writer<'_>, line: &str) -> fmt::Result {
-        if let Some(rest) = line.strip_prefix('{') {
+    /// before the line's end. The fields are appended to `line` first, so that `out`
+    /// gets a few large writes.
+    fn write_line(&self, out: &mut Writer<'_>, line: &mut String) -> fmt::Result {
+        if line.starts_with('{') {
+            let end = line.len();
+            if !self.write_fields(line, Mode::Json, false)? {
+                return out.write_str(line);
+            }
+            let (object, fields) = line.split_at(end);
+            let rest = &object[1..];
             out.write_char('{')?;
-            if self.write_json(out)? && !rest.trim_start().starts_with('}') {
+            out.write_str(fields)?;
+            if !rest.trim_start().starts_with('}') {
                 out.write_char(',')?;
             }
             return out.write_str(rest);
         }
-        let (body, end) = match line.strip_suffix('\n') {
-            Some(body) => (body, "\n"),
-            None => (line, ""),
-        };
-        out.write_str(body)?;
-        self.write_text(out)?;
-        out.write_str(end)
-    }
-
-    /// Writes the fields as JSON object members, comma-separated; whether it wrote any.
-    fn write_json(&self, out: &mut Writer<'_>) -> Result<bool, fmt::Error> {
-        let mut first = true;
-        self.each(|field, value| {
-            if first {
-                first = false;
-            } else {
-                out.write_char(',')?;
-            }
-            out.write_str(&field.json)?;
-            value.write_to(&mut JsonString(out))?;
-            out.write_char('"')
-        })?;
-        Ok(!first)
-    }
-
-    /// Writes the fields as ` name=value` pairs.
-    fn write_text(&self, out: &mut Writer<'_>) -> fmt::Result {
-        let ansi = out.has_ansi_escapes();
-        self.each(|field, value| {
-            out.write_str(if ansi { &field.ansi } else { &field.text })?;
-            value.write_to(out)
-        })
+        let newline = line.ends_with('\n');
+        if newline {
+            line.pop();
+        }
+        self.write_fields(line, Mode::Text, out.has_ansi_escapes())?;
+        if newline {
+            line.push('\n');
+        }
+        out.write_str(line)
     }
 }
 
@@ -335,24 +341,26 @@ struct JsonString<'a, W: fmt::Write>(&'a mut W);
 
 impl<W: fmt::Write> fmt::Write for JsonString<'_, W> {
     fn write_str(&mut self, value: &str) -> fmt::Result {
+        // Bytes, not chars: every byte that needs escaping is ASCII, and no byte of a
+        // multi-byte character is.
         let mut start = 0;
-        for (at, c) in value.char_indices() {
-            let escaped = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if u32::from(c) < 0x20 => "",
+        for (at, &byte) in value.as_bytes().iter().enumerate() {
+            let escaped = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..0x20 => "",
                 _ => continue,
             };
             self.0.write_str(&value[start..at])?;
             if escaped.is_empty() {
-                write!(self.0, "\\u{:04x}", u32::from(c))?;
+                write!(self.0, "\\u{byte:04x}")?;
             } else {
                 self.0.write_str(escaped)?;
             }
-            start = at + c.len_utf8();
+            start = at + 1;
         }
         self.0.write_str(&value[start..])
     }
