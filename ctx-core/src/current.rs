@@ -107,8 +107,8 @@ impl Current {
         self.context.id
     }
 
-    /// The identity a context had before the `sync_scope`s open in it, when `id` is
-    /// that identity: a token from there, reset inside a scope, is in a copy.
+    /// Whether `id` is the identity the current context had before the `sync_scope`s
+    /// now open in it: a token from there, reset inside such a scope, meets a copy.
     pub(crate) fn scopes_hide(&self, id: u64) -> bool {
         self.scopes
             .iter()
