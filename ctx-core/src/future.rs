@@ -27,17 +27,8 @@ pin_project! {
 
     impl<F> PinnedDrop for WithContext<F> {
         fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            if this.inner.is_none() {
-                return;
-            }
-            // Drop the inner future inside its own context, so that values it holds and
-            // guards it owns see the variables they were created with. While the thread
-            // is exiting there is no context to enter: drop it as it is.
-            match current::enter(this.context) {
-                Ok(_entered) => this.inner.set(None),
-                Err(_) => this.inner.set(None),
-            }
+            let this = this.project();
+            drop_inner(this.inner, this.context);
         }
     }
 }
@@ -130,13 +121,8 @@ impl<F> WithContext<F> {
     /// assert_eq!(left.get(&STATUS), Some(&404));
     /// ```
     pub fn take_context(self: Pin<&mut Self>) -> Context {
-        let mut this = self.project();
-        if this.inner.is_some() {
-            match current::enter(this.context) {
-                Ok(_entered) => this.inner.set(None),
-                Err(_) => this.inner.set(None),
-            }
-        }
+        let this = self.project();
+        drop_inner(this.inner, this.context);
         std::mem::take(this.context)
     }
 
@@ -156,6 +142,19 @@ impl<F> WithContext<F> {
             this.inner.set(None);
         }
         out
+    }
+}
+
+/// Drops the inner future, if still there, inside its own context, so that values it
+/// holds and guards it owns see the variables they were created with. While the thread
+/// is exiting there is no context to enter: it is dropped as it is.
+fn drop_inner<F>(mut inner: Pin<&mut Option<F>>, context: &mut Context) {
+    if inner.is_none() {
+        return;
+    }
+    match current::enter(context) {
+        Ok(_entered) => inner.set(None),
+        Err(_) => inner.set(None),
     }
 }
 

@@ -191,7 +191,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     where
         T: Clone,
     {
-        Ok(self.read()?.or_else(|| self.default.get().cloned()))
+        Ok(self.read()?.or_else(|| self.default_cloned()))
     }
 
     /// Calls `f` with a reference to the value (same lookup as [`get`](ContextVar::get)),
@@ -244,9 +244,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn set(&self, value: T) -> Token<T> {
         match self.write(Arc::new(value)) {
             Ok((token, _)) => token,
-            Err(AccessError { .. }) => {
-                Token::new(self.key().id, self.name, current::NO_CONTEXT, None)
-            }
+            Err(AccessError { .. }) => self.token_without_context(),
         }
     }
 
@@ -265,6 +263,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     #[track_caller]
     pub fn try_set(&self, value: T) -> Result<Token<T>, AccessError> {
         self.write(Arc::new(value)).map(|(token, _)| token)
+    }
+
+    /// The token of a `set` that found no context (the thread is exiting): no context
+    /// accepts it, and resetting it reports the exit.
+    fn token_without_context(&self) -> Token<T> {
+        Token::new(self.key().id, self.name, current::NO_CONTEXT, None)
     }
 
     /// Writes `value` into the current context; returns the token and the written value
@@ -319,11 +323,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn set_scoped(&self, value: T) -> ResetGuard<'_, T> {
         match self.write(Arc::new(value)) {
             Ok((token, written)) => ResetGuard::new(self, token, Some(written)),
-            Err(AccessError { .. }) => ResetGuard::new(
-                self,
-                Token::new(self.key().id, self.name, current::NO_CONTEXT, None),
-                None,
-            ),
+            Err(AccessError { .. }) => ResetGuard::new(self, self.token_without_context(), None),
         }
     }
 
@@ -460,14 +460,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// writes.
     #[inline]
     pub(crate) fn key(&self) -> Key {
-        let id = match self.id.load(Ordering::Relaxed) {
-            0 => self.assign_id(),
-            id => id,
-        };
-        Key {
-            id,
-            local: !self.inherit,
-        }
+        self.assigned_key()
+            .unwrap_or_else(|| self.key_with(self.assign_id()))
     }
 
     /// This variable's key, or `None` if it was never written: for reads. A context
@@ -478,10 +472,16 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub(crate) fn assigned_key(&self) -> Option<Key> {
         match self.id.load(Ordering::Relaxed) {
             0 => None,
-            id => Some(Key {
-                id,
-                local: !self.inherit,
-            }),
+            id => Some(self.key_with(id)),
+        }
+    }
+
+    /// The key under id `id`, in the trie this variable's flow policy picks.
+    #[inline]
+    fn key_with(&self, id: u32) -> Key {
+        Key {
+            id,
+            local: !self.inherit,
         }
     }
 
