@@ -20,6 +20,7 @@ use ctx_core::Context;
 
 pub mod http;
 pub mod runtime;
+pub mod services;
 
 /// Everything a `tracing-subscriber` writer was given, shared with the subscriber.
 #[derive(Clone, Debug, Default)]

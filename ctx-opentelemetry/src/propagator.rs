@@ -1,0 +1,86 @@
+//! [`BaggagePropagator`]: ctx's variables through OpenTelemetry's propagation API.
+
+use opentelemetry::Context as OtelContext;
+use opentelemetry::baggage::{BaggageExt, KeyValueMetadata};
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+
+use crate::ContextBaggage;
+use crate::w3c::{self, Entry};
+use crate::wire::BAGGAGE;
+
+/// An OpenTelemetry [`TextMapPropagator`] for the W3C `baggage` header that carries
+/// ctx's marked variables, made by [`ContextBaggage::propagator`].
+///
+/// Use it in place of OpenTelemetry's own baggage propagator, alone or beside the trace
+/// context propagator in a
+/// [`TextMapCompositePropagator`](opentelemetry::propagation::TextMapCompositePropagator),
+/// so that every place that already injects or extracts through OpenTelemetry
+/// (reqwest-tracing, tonic interceptors, a global propagator) carries ctx's values too:
+///
+/// - **inject** writes one `baggage` header: the OpenTelemetry context's own baggage,
+///   then the variables set in the current ctx context (which win on a shared key), and
+///   the entries received with the request that no variable is marked for.
+/// - **extract** sets the marked variables in the current ctx context, and returns the
+///   OpenTelemetry context with every entry as its baggage. A malformed or oversized
+///   header sets nothing and returns the context unchanged, with a warning.
+#[derive(Clone, Debug)]
+pub struct BaggagePropagator {
+    baggage: ContextBaggage,
+    fields: [String; 1],
+}
+
+impl ContextBaggage {
+    /// This set of variables as an OpenTelemetry propagator.
+    pub fn propagator(&self) -> BaggagePropagator {
+        BaggagePropagator {
+            baggage: self.clone(),
+            fields: [BAGGAGE.to_owned()],
+        }
+    }
+}
+
+impl TextMapPropagator for BaggagePropagator {
+    fn inject_context(&self, cx: &OtelContext, injector: &mut dyn Injector) {
+        let ours = self.baggage.current_entries();
+        let mut entries: Vec<Entry> = cx
+            .baggage()
+            .iter()
+            .filter(|(key, _)| !ours.iter().any(|our| our.key == key.as_str()))
+            .filter(|(key, _)| w3c::is_valid_key(key.as_str()))
+            .map(|(key, (value, metadata))| Entry {
+                key: key.to_string(),
+                value: value.to_string(),
+                properties: metadata.as_str().to_owned(),
+            })
+            .collect();
+        entries.extend(ours);
+        self.baggage.write_baggage(&entries, |header| {
+            // Encoded headers are ASCII.
+            injector.set(BAGGAGE, header.to_str().unwrap_or_default().to_owned());
+        });
+    }
+
+    fn extract_with_context(&self, cx: &OtelContext, extractor: &dyn Extractor) -> OtelContext {
+        let lines = extractor.get_all(BAGGAGE).unwrap_or_default();
+        match w3c::parse(lines) {
+            Ok(entries) if entries.is_empty() => cx.clone(),
+            Ok(entries) => {
+                self.baggage.set_from(&entries);
+                cx.with_baggage(
+                    entries.into_iter().map(|entry| {
+                        KeyValueMetadata::new(entry.key, entry.value, entry.properties)
+                    }),
+                )
+            }
+            Err(error) => {
+                tracing::warn!(target: "ctx_opentelemetry", %error, "baggage header ignored");
+                cx.clone()
+            }
+        }
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        FieldIter::new(&self.fields)
+    }
+}

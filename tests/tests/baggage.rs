@@ -1,0 +1,406 @@
+//! ctx-opentelemetry's W3C baggage: the format against the specification's examples, bad
+//! input, the round trip, the OpenTelemetry propagator beside the trace context one, and
+//! forwarding of entries no variable is marked for.
+
+use std::collections::HashMap;
+
+use ctx_core::{Context, context_var};
+use ctx_opentelemetry::ContextBaggage;
+use ctx_opentelemetry::w3c::{self, BaggageError, Entry};
+use ctx_tests::{Capture, fresh};
+use http::HeaderMap;
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use proptest::prelude::*;
+
+#[context_var]
+static TENANT: String;
+
+#[context_var]
+static USER_ID: u64;
+
+#[context_var]
+static REQUEST_ID: u64;
+
+fn baggage() -> ContextBaggage {
+    ContextBaggage::new()
+        .var("tenant", &TENANT)
+        .var("userId", &USER_ID)
+        .header("x-request-id", &REQUEST_ID)
+}
+
+fn entry(key: &str, value: &str, properties: &str) -> Entry {
+    Entry {
+        key: key.into(),
+        value: value.into(),
+        properties: properties.into(),
+    }
+}
+
+fn headers(lines: &[&str]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        headers.append("baggage", line.parse().expect("a header value"));
+    }
+    headers
+}
+
+/// Runs `f` with a subscriber that captures warnings; the lines it logged.
+fn warnings(f: impl FnOnce()) -> Vec<String> {
+    let out = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .without_time()
+        .with_ansi(false)
+        .with_writer(out.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    out.lines()
+}
+
+// The W3C Baggage specification, "Header Content", Example:
+//
+// > The following example header contains 3 `list-member`s.
+// > baggage: key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue
+#[test]
+fn the_specifications_example_with_properties() {
+    let entries = w3c::parse([
+        "key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue",
+    ]);
+    assert_eq!(
+        entries.unwrap(),
+        [
+            entry("key1", "value1", "property1;property2"),
+            entry("key2", "value2", ""),
+            entry("key3", "value3", "propertyKey=propertyValue"),
+        ]
+    );
+}
+
+// "Examples of HTTP headers": assume we want to propagate these entries:
+// `userId="alice"`, `serverNode="DF 28"`, `isProduction=false`.
+#[test]
+fn the_specifications_header_examples_give_the_same_entries() {
+    let expected = [
+        entry("userId", "alice", ""),
+        entry("serverNode", "DF 28", ""),
+        entry("isProduction", "false", ""),
+    ];
+    // > Single header:
+    // > baggage: userId=alice,serverNode=DF%2028,isProduction=false
+    let single = ["userId=alice,serverNode=DF%2028,isProduction=false"];
+    // > Context might be split into multiple headers:
+    // > baggage: userId=alice
+    // > baggage: serverNode=DF%2028,isProduction=false
+    let split = ["userId=alice", "serverNode=DF%2028,isProduction=false"];
+    // > Values and names might begin and end with spaces:
+    // > baggage: userId =   alice
+    // > baggage: serverNode = DF%2028, isProduction = false
+    let spaced = [
+        "userId =   alice",
+        "serverNode = DF%2028, isProduction = false",
+    ];
+    for lines in [&single[..], &split, &spaced] {
+        assert_eq!(
+            w3c::parse(lines.iter().copied()).unwrap(),
+            expected,
+            "{lines:?}"
+        );
+        // Through real headers, several lines included.
+        assert_eq!(baggage().parse(&headers(lines)).unwrap(), expected);
+    }
+}
+
+// "value": "A value contains a URL encoded UTF-8 string", and "`value` MAY contain any
+// number of the equal sign (`=`) characters".
+#[test]
+fn values_are_percent_decoded_utf8_and_may_hold_equal_signs() {
+    let entries = w3c::parse(["name=Am%C3%A9lie, token=a=b==, bad=%FF%FE"]).unwrap();
+    assert_eq!(entries[0].value, "Amélie");
+    assert_eq!(entries[1].value, "a=b==");
+    // Octets that are not UTF-8 become U+FFFD, as the format requires.
+    assert_eq!(entries[2].value, "\u{FFFD}\u{FFFD}");
+}
+
+#[test]
+fn malformed_headers_are_typed_errors() {
+    let malformed = [
+        ("noequals", "`=` after the key"),
+        ("=value", "a key"),
+        ("k=v,", "a key"),
+        ("k=v,,k2=v2", "a key"),
+        ("k=\"quoted\"", "`,`, `;` or the end"),
+        ("k=a b", "`,`, `;` or the end"),
+        ("k=v;", "a key"),
+        ("ke y=v", "`=` after the key"),
+        ("k=%G1", "two hex digits after `%`"),
+        ("k=abc%2", "two hex digits after `%`"),
+    ];
+    for (header, expected) in malformed {
+        match w3c::parse([header]) {
+            Err(BaggageError::Malformed { expected: got, .. }) => {
+                assert_eq!(got, expected, "{header:?}");
+            }
+            other => panic!("{header:?} gave {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn headers_over_the_limits_are_refused_whole() {
+    let many: Vec<String> = (0..=w3c::MAX_ENTRIES).map(|i| format!("k{i}=v")).collect();
+    assert_eq!(
+        w3c::parse([&*many.join(",")]),
+        Err(BaggageError::TooManyEntries)
+    );
+    assert_eq!(
+        w3c::parse([&*many[..w3c::MAX_ENTRIES].join(",")])
+            .unwrap()
+            .len(),
+        180
+    );
+
+    let long = format!("k={}", "v".repeat(w3c::MAX_BYTES - 1));
+    assert!(matches!(
+        w3c::parse([&*long]),
+        Err(BaggageError::TooLong { .. })
+    ));
+    // Split over several lines, the total counts.
+    let half = format!("k={}", "v".repeat(w3c::MAX_BYTES / 2));
+    assert!(matches!(
+        w3c::parse([&*half, &*half]),
+        Err(BaggageError::TooLong { .. })
+    ));
+    assert!(w3c::parse([&*format!("k={}", "v".repeat(w3c::MAX_BYTES - 2))]).is_ok());
+}
+
+#[test]
+fn nothing_from_a_bad_header_is_set_and_the_reason_is_logged() {
+    fresh(|| {
+        let bad = [
+            headers(&["tenant=acme,userId=7,broken"]),
+            headers(&[&format!("tenant=acme,{}", "k=v,".repeat(200) + "k=v")]),
+            headers(&[&format!("tenant=acme,k={}", "v".repeat(9000))]),
+        ];
+        for headers in &bad {
+            let logged = warnings(|| {
+                Context::new().run(|| {
+                    assert_eq!(baggage().extract(headers), 0);
+                    assert_eq!((TENANT.get(), USER_ID.get()), (None, None));
+                });
+            });
+            assert!(
+                logged
+                    .iter()
+                    .any(|l| l.contains("WARN") && l.contains("baggage header ignored")),
+                "{logged:?}"
+            );
+        }
+        // Raw non-ASCII bytes are not a header a propagator accepts either.
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "baggage",
+            http::HeaderValue::from_bytes("tenant=acmé".as_bytes()).unwrap(),
+        );
+        Context::new().run(|| {
+            assert_eq!(baggage().extract(&headers), 0);
+            assert_eq!(TENANT.get(), None);
+        });
+    });
+}
+
+#[test]
+fn a_value_that_does_not_parse_is_skipped_and_the_rest_is_set() {
+    fresh(|| {
+        let mut headers = headers(&["tenant=acme,userId=seven"]);
+        headers.insert("x-request-id", "not-a-number".parse().unwrap());
+        let logged = warnings(|| {
+            Context::new().run(|| {
+                assert_eq!(baggage().extract(&headers), 1);
+                assert_eq!(TENANT.get().as_deref(), Some("acme"));
+                assert_eq!((USER_ID.get(), REQUEST_ID.get()), (None, None));
+            });
+        });
+        assert_eq!(
+            logged
+                .iter()
+                .filter(|l| l.contains("does not parse"))
+                .count(),
+            2,
+            "{logged:?}"
+        );
+        assert!(
+            logged.iter().any(|l| l.contains("key=\"userId\"")),
+            "{logged:?}"
+        );
+        assert!(
+            logged.iter().any(|l| l.contains("key=\"x-request-id\"")),
+            "{logged:?}"
+        );
+    });
+}
+
+#[test]
+fn the_request_id_header_wins_over_a_baggage_entry() {
+    fresh(|| {
+        let baggage = ContextBaggage::new()
+            .var("rid", &REQUEST_ID)
+            .header("x-request-id", &REQUEST_ID);
+        let mut headers = headers(&["rid=1"]);
+        headers.insert("x-request-id", "2".parse().unwrap());
+        Context::new().run(|| {
+            baggage.extract(&headers);
+            assert_eq!(REQUEST_ID.get(), Some(2));
+        });
+    });
+}
+
+#[test]
+fn inject_writes_set_values_and_keeps_foreign_entries() {
+    fresh(|| {
+        let baggage = baggage();
+        let mut out = headers(&["other=1,tenant=stale"]);
+        Context::new().run(|| {
+            // Nothing set: nothing but what was there.
+            let mut empty = HeaderMap::new();
+            baggage.inject(&mut empty);
+            assert!(empty.is_empty());
+
+            TENANT.set("acme, inc; \"quoted\" 100%".into());
+            REQUEST_ID.set(42);
+            baggage.inject(&mut out);
+        });
+        assert_eq!(
+            out["baggage"],
+            "other=1,tenant=acme%2C%20inc%3B%20%22quoted%22%20100%25"
+        );
+        assert_eq!(out["x-request-id"], "42");
+        assert_eq!(out.get_all("baggage").iter().count(), 1);
+    });
+}
+
+#[test]
+fn unmarked_entries_received_are_forwarded_with_their_properties() {
+    fresh(|| {
+        let incoming = headers(&["tenant=acme,feature.flag=on;ttl=60,userId=3"]);
+        let mut outgoing = HeaderMap::new();
+        Context::new().run(|| {
+            baggage().extract(&incoming);
+            // Forwarded from a spawned thread too: the entries are inherited.
+            let task = ctx_core::thread::spawn(move || {
+                TENANT.set("acme-eu".into());
+                baggage().inject(&mut outgoing);
+                outgoing
+            });
+            let outgoing = task.join().unwrap();
+            assert_eq!(
+                outgoing["baggage"],
+                "tenant=acme-eu,userId=3,feature.flag=on;ttl=60"
+            );
+        });
+    });
+}
+
+#[test]
+fn the_propagator_composes_with_trace_context() {
+    fresh(|| {
+        let propagator = TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(baggage().propagator()),
+        ]);
+        let fields: Vec<&str> = propagator.fields().collect();
+        assert!(
+            fields.contains(&"traceparent") && fields.contains(&"baggage"),
+            "{fields:?}"
+        );
+
+        // Inject: the OpenTelemetry context's span and baggage, and ctx's values.
+        let span = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let otel = opentelemetry::Context::new()
+            .with_remote_span_context(span)
+            .with_baggage([opentelemetry::KeyValue::new("region", "eu")]);
+        let mut carrier = HashMap::new();
+        Context::new().run(|| {
+            TENANT.set("acme".into());
+            USER_ID.set(7);
+            propagator.inject_context(&otel, &mut carrier);
+        });
+        assert_eq!(
+            carrier["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(carrier["baggage"], "region=eu,tenant=acme,userId=7");
+
+        // Extract: ctx's variables set in the current context, every entry in the
+        // returned OpenTelemetry context, the span context too.
+        Context::new().run(|| {
+            let extracted = propagator.extract(&carrier);
+            assert_eq!(TENANT.get().as_deref(), Some("acme"));
+            assert_eq!(USER_ID.get(), Some(7));
+            assert_eq!(
+                extracted.baggage().get("region").map(|v| v.to_string()),
+                Some("eu".to_owned())
+            );
+            assert_eq!(
+                extracted.baggage().get("tenant").map(|v| v.to_string()),
+                Some("acme".to_owned())
+            );
+            assert!(extracted.span().span_context().is_remote());
+        });
+
+        // A bad header: nothing set, the context unchanged.
+        let mut bad = HashMap::new();
+        bad.insert("baggage".to_owned(), "tenant=acme,=".to_owned());
+        Context::new().run(|| {
+            let extracted = propagator.extract(&bad);
+            assert_eq!(TENANT.get(), None);
+            assert_eq!(extracted.baggage().len(), 0);
+        });
+    });
+}
+
+#[test]
+#[should_panic(expected = "is not a baggage key")]
+fn a_key_that_is_not_a_token_is_refused_when_declared() {
+    let _ = ContextBaggage::new().var("user id", &USER_ID);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Encode, then decode, gives every marked value back, whatever its characters.
+    #[test]
+    fn marked_values_survive_the_round_trip(tenant in any::<String>(), user in any::<u64>()) {
+        let mut headers = HeaderMap::new();
+        Context::new().run(|| {
+            TENANT.set(tenant.clone());
+            USER_ID.set(user);
+            baggage().inject(&mut headers);
+        });
+        Context::new().run(|| {
+            prop_assert_eq!(baggage().extract(&headers), 2);
+            prop_assert_eq!(TENANT.get(), Some(tenant.clone()));
+            prop_assert_eq!(USER_ID.get(), Some(user));
+            Ok(())
+        })?;
+    }
+
+    /// The format's own round trip: entries with any token key and any value.
+    #[test]
+    fn entries_survive_encode_and_parse(
+        entries in proptest::collection::vec(("[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,8}", any::<String>()), 0..20)
+    ) {
+        let entries: Vec<Entry> = entries.into_iter().map(|(k, v)| entry(&k, &v, "")).collect();
+        let (header, left_out) = w3c::encode(&entries);
+        prop_assume!(left_out.is_empty());
+        let parsed = if header.is_empty() { Vec::new() } else { w3c::parse([&*header]).unwrap() };
+        prop_assert_eq!(parsed, entries);
+    }
+}
