@@ -4,7 +4,7 @@
 //! mutably for a few instructions. Entering a context ([`Context::run`], each poll of a
 //! [`WithContext`](crate::WithContext)) swaps the entered context *into* the slot and the
 //! previous one out, and swaps them back when the guard drops, on return, on panic, or
-//! when a future is dropped. A swap moves two words: no reference count changes, no
+//! when a future is dropped. [Observers](crate::observer) are told of both. A swap moves two words: no reference count changes, no
 //! allocation, nothing dropped.
 //!
 //! [`ContextVar::sync_scope`](crate::ContextVar::sync_scope) must behave as if it ran its
@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::Context;
 use crate::error::AccessError;
 use crate::map::{Key, Map, Value};
+use crate::observer;
 
 thread_local! {
     static CURRENT: RefCell<Current> = const {
@@ -164,17 +165,24 @@ pub(crate) fn enter(ctx: &mut Context) -> Result<Entered<'_>, AccessError> {
         std::mem::swap(&mut current.context, ctx);
         current.entered += 1;
     })?;
-    Ok(Entered { ctx })
+    // Outside the borrow: observers are user code.
+    let observers = observer::entered();
+    Ok(Entered { ctx, observers })
 }
 
 /// Restores the previous current context when dropped.
 pub(crate) struct Entered<'a> {
     ctx: &'a mut Context,
+    /// How many observers were told of the entry.
+    observers: usize,
 }
 
 impl Drop for Entered<'_> {
     #[inline]
     fn drop(&mut self) {
+        if self.observers > 0 {
+            observer::leaving(self.observers);
+        }
         // Cannot fail: `enter` succeeded, so the slot is alive, and nothing on this
         // thread can hold a borrow across the scope of a guard.
         let _ = with_mut(|current| {

@@ -58,6 +58,7 @@ mod map;
 mod token;
 mod var;
 
+pub mod observer;
 pub mod strict;
 pub mod thread;
 

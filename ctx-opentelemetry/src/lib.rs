@@ -9,7 +9,9 @@
 //!   values of the context that sends it;
 //! - where OpenTelemetry already injects and extracts (reqwest-tracing, tonic
 //!   interceptors, a global propagator), install [`ContextBaggage::propagator`] beside
-//!   the trace context propagator.
+//!   the trace context propagator;
+//! - to have OpenTelemetry's own current context follow ctx into every task and thread,
+//!   turn on the [`bridge`] once.
 //!
 //! ```
 //! use ctx_core::{ContextLayer, context_var};
@@ -43,6 +45,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod bridge;
 mod client;
 mod propagator;
 pub mod w3c;

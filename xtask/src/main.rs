@@ -130,10 +130,11 @@ fn count_before(line: &str, label: &str) -> usize {
 }
 
 /// Each criterion bench target, as (package, bench).
-const BENCHES: [(&str, &str); 3] = [
+const BENCHES: [(&str, &str); 4] = [
     ("ctx-core", "core"),
     ("ctx-tests", "spawn"),
     ("ctx-tracing", "format"),
+    ("ctx-opentelemetry", "bridge"),
 ];
 
 fn bench(quick: bool) -> Result<()> {
@@ -289,6 +290,33 @@ const TARGETS: &[Target] = &[
         ours: "log_json/ctx_2_fields",
         peer: "log_json/stock",
         kind: TargetKind::PeerRatio,
+    },
+    Target {
+        what: "(ctx-opentelemetry) the OpenTelemetry bridge's poll overhead over ctx's wrapper, no OpenTelemetry context stored",
+        ours: "bridge_poll/ctx_with_bridge_unset",
+        peer: "bridge_poll/ctx_with_context",
+        kind: TargetKind::PerPollOverhead {
+            polls: 1001.0,
+            max_ns: None,
+        },
+    },
+    Target {
+        what: "(ctx-opentelemetry) the same, one stored (attached and detached at every poll)",
+        ours: "bridge_poll/ctx_with_bridge",
+        peer: "bridge_poll/ctx_with_context",
+        kind: TargetKind::PerPollOverhead {
+            polls: 1001.0,
+            max_ns: None,
+        },
+    },
+    Target {
+        what: "(peer) OpenTelemetry's own `with_context` poll overhead, same future",
+        ours: "bridge_poll/otel_with_context",
+        peer: "bridge_poll/bare",
+        kind: TargetKind::PerPollOverhead {
+            polls: 1001.0,
+            max_ns: None,
+        },
     },
     Target {
         what: "(peer) tokio `task_local` `scope` poll overhead, same future",
