@@ -15,7 +15,10 @@ use crate::ContextBaggage;
 /// The values are read when the request is handed to the client (`call`), in the
 /// context of the code that sends it: a request sent from a task spawned with ctx's
 /// adapters carries that task's values. It wraps any `Service<http::Request<B>>`, such
-/// as hyper-util's legacy client, or reqwest through its tower integration.
+/// as hyper-util's legacy client. reqwest's client is not a tower service: there, call
+/// [`ContextBaggage::inject`] on the request's headers (`request.headers_mut()` is an
+/// `http::HeaderMap`), in a reqwest-middleware `Middleware` for every request, or let
+/// reqwest-tracing inject through [`ContextBaggage::propagator`].
 #[derive(Clone, Debug)]
 pub struct InjectLayer {
     baggage: ContextBaggage,
