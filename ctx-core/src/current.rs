@@ -161,13 +161,44 @@ pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, Access
 /// While entered, `ctx` holds the previous current context; the guard swaps them back.
 #[inline]
 pub(crate) fn enter(ctx: &mut Context) -> Result<Entered<'_>, AccessError> {
-    with_mut(|current| {
+    let (observers, _) = swap_in(ctx)?;
+    Ok(Entered { ctx, observers })
+}
+
+/// Swaps `ctx` into the thread's slot (leaving the previous context in `ctx`) and tells
+/// the observers; how many it told, for [`swap_out`], and the new entry depth.
+#[inline]
+fn swap_in(ctx: &mut Context) -> Result<(usize, u32), AccessError> {
+    let depth = with_mut(|current| {
         std::mem::swap(&mut current.context, ctx);
         current.entered += 1;
+        current.entered
     })?;
     // Outside the borrow: observers are user code.
-    let observers = observer::entered();
-    Ok(Entered { ctx, observers })
+    Ok((observer::entered(), depth))
+}
+
+/// Undoes [`swap_in`]: tells the observers, then swaps the previous context, held in
+/// `ctx`, back into the slot (leaving the entered one in `ctx`).
+///
+/// With `depth`, only if the entry depth is still that: else nothing is swapped and the
+/// depth found is returned.
+#[inline]
+fn swap_out(ctx: &mut Context, observers: usize, depth: Option<u32>) -> Result<(), u32> {
+    if observers > 0 {
+        observer::leaving(observers);
+    }
+    // Cannot fail to borrow: `swap_in` succeeded, so the slot is alive, and nothing on
+    // this thread can hold a borrow across an entered context.
+    with_mut(|current| {
+        if depth.is_some_and(|depth| depth != current.entered) {
+            return Err(current.entered);
+        }
+        std::mem::swap(&mut current.context, ctx);
+        current.entered -= 1;
+        Ok(())
+    })
+    .unwrap_or(Ok(()))
 }
 
 /// Restores the previous current context when dropped.
@@ -180,16 +211,52 @@ pub(crate) struct Entered<'a> {
 impl Drop for Entered<'_> {
     #[inline]
     fn drop(&mut self) {
-        if self.observers > 0 {
-            observer::leaving(self.observers);
-        }
-        // Cannot fail: `enter` succeeded, so the slot is alive, and nothing on this
-        // thread can hold a borrow across the scope of a guard.
-        let _ = with_mut(|current| {
-            std::mem::swap(&mut current.context, self.ctx);
-            current.entered -= 1;
-        });
+        let _ = swap_out(self.ctx, self.observers, None);
     }
+}
+
+/// An entered context that owns what it needs to be left later: for executors whose
+/// "before poll" and "after poll" are two calls ([`Context::attach`]).
+pub(crate) struct Attachment {
+    /// The previous current context, while attached.
+    previous: Context,
+    observers: usize,
+    /// [`Current::entered`] once attached: leaving out of order is a bug to report.
+    depth: u32,
+}
+
+/// Makes `ctx` current until [`detach`] is given the returned attachment.
+#[inline]
+pub(crate) fn attach(mut ctx: Context) -> Result<Attachment, (Context, AccessError)> {
+    match swap_in(&mut ctx) {
+        Ok((observers, depth)) => Ok(Attachment {
+            previous: ctx,
+            observers,
+            depth,
+        }),
+        Err(error) => Err((ctx, error)),
+    }
+}
+
+/// Leaves the context `attachment` entered, giving it back as it is now.
+///
+/// # Panics
+///
+/// If a context entered after it is still current: attachments must be detached in the
+/// reverse order of attaching, like the guards of [`Context::run`].
+#[inline]
+pub(crate) fn detach(mut attachment: Attachment) -> Context {
+    // While unwinding, a second panic would abort: restore what can be restored.
+    let depth = (!std::thread::panicking()).then_some(attachment.depth);
+    if let Err(found) = swap_out(&mut attachment.previous, attachment.observers, depth) {
+        panic!(
+            "ctx: a context attached with `Context::attach` (entry depth {}) was detached \
+             while a context entered after it was still current (depth {found}); detach in \
+             the reverse order of attaching",
+            attachment.depth
+        );
+    }
+    attachment.previous
 }
 
 /// Gives the thread a new, empty base context in strict mode until the returned guard

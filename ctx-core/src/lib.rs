@@ -55,6 +55,8 @@ mod future;
 #[cfg(feature = "tower")]
 mod layer;
 mod map;
+#[cfg(feature = "futures")]
+mod spawn;
 mod token;
 mod var;
 
@@ -62,11 +64,13 @@ pub mod observer;
 pub mod strict;
 pub mod thread;
 
-pub use context::{Context, VarInfo, copy_context};
+pub use context::{Attached, Context, VarInfo, copy_context};
 pub use error::{AccessError, ResetError};
 pub use future::{FutureExt, WithContext};
 #[cfg(feature = "tower")]
 pub use layer::{ContextLayer, ContextService, NoHook, RequestHook, ResponseFuture};
+#[cfg(feature = "futures")]
+pub use spawn::ContextSpawn;
 pub use token::{ResetGuard, Token};
 pub use var::ContextVar;
 

@@ -35,9 +35,35 @@
 //! A task started by a library calling `tokio::spawn` itself is not wrapped: it runs in
 //! its worker thread's own context, not in its creator's. Close the gap by handing such
 //! libraries a [`ContextExecutor`] where they take an executor, or by wrapping the
-//! future you give them with [`FutureExt::in_inherited_context`].
+//! future you give them with [`FutureExt::in_inherited_context`]; or, for every task of
+//! a runtime, with tokio's task hooks (the `hooks` feature: `hooks::TaskHooks`, built
+//! with `--cfg tokio_unstable`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(all(feature = "hooks", not(tokio_unstable)))]
+compile_error!(
+    "ctx-tokio's `hooks` feature uses tokio's unstable task hooks: build with \
+     RUSTFLAGS=\"--cfg tokio_unstable\" (or `rustflags = [\"--cfg\", \"tokio_unstable\"]` \
+     under `[build]` in .cargo/config.toml)"
+);
+
+#[cfg(all(feature = "hooks", tokio_unstable))]
+pub mod hooks;
+#[cfg(all(feature = "hooks", tokio_unstable))]
+use hooks::WrappedSpawn;
+
+/// Without task hooks, nothing to tell them.
+#[cfg(not(all(feature = "hooks", tokio_unstable)))]
+struct WrappedSpawn;
+
+#[cfg(not(all(feature = "hooks", tokio_unstable)))]
+impl WrappedSpawn {
+    #[inline(always)]
+    fn mark() -> Self {
+        WrappedSpawn
+    }
+}
 
 use std::future::Future;
 
@@ -57,6 +83,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    let _wrapped = WrappedSpawn::mark();
     tokio::spawn(future.in_inherited_context())
 }
 
@@ -131,6 +158,7 @@ impl HandleExt for Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let _wrapped = WrappedSpawn::mark();
         self.spawn(future.in_inherited_context())
     }
 
@@ -176,6 +204,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send,
     {
+        let _wrapped = WrappedSpawn::mark();
         self.spawn(future.in_inherited_context())
     }
 
@@ -316,6 +345,7 @@ impl ContextExecutor {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let _wrapped = WrappedSpawn::mark();
         drop(tokio::spawn(future.with_context(self.context())));
     }
 }

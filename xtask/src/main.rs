@@ -66,6 +66,15 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     }
 }
 
+/// The environment of ctx-tokio's task hooks, which build only with tokio's unstable
+/// API: in a target directory of their own, because the flag changes every crate's
+/// build and would otherwise throw away the main build's artifacts.
+const UNSTABLE: [(&str, &str); 3] = [
+    ("RUSTFLAGS", "--cfg tokio_unstable"),
+    ("RUSTDOCFLAGS", "--cfg tokio_unstable"),
+    ("CARGO_TARGET_DIR", "target/unstable"),
+];
+
 fn ci() -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"], &[])?;
     // Everything, then the core without its default features.
@@ -87,16 +96,25 @@ fn ci() -> Result<()> {
             &[],
         )?;
     }
+    // ctx-tokio's task hooks: linted, benched once and tested with tokio's unstable API.
+    let hooks = ["-p", "ctx-tokio", "--features", "hooks"];
+    let clippy = ["--all-targets", "--", "-D", "warnings"];
+    cargo(&[&["clippy"], &hooks[..], &clippy].concat(), &UNSTABLE)?;
+    let bench_once = ["--bench", "hooks", "--", "--test"];
+    cargo(&[&["bench"], &hooks[..], &bench_once].concat(), &UNSTABLE)?;
+    let (hooks_passed, hooks_failed) = cargo_test(&[&["test"], &hooks[..]].concat(), &UNSTABLE)?;
     // Last, so that the summary closes the log.
-    let (passed, failed) = cargo_test(&["test", "--workspace"])?;
+    let (passed, failed) = cargo_test(&["test", "--workspace"], &[])?;
+    let (passed, failed) = (passed + hooks_passed, failed + hooks_failed);
     eprintln!("\nxtask ci: all green");
     println!("tests: {passed} passed, {failed} failed");
     Ok(())
 }
 
 /// Runs `cargo test …`, echoing its output, and adds up its `test result:` lines.
-fn cargo_test(args: &[&str]) -> Result<(usize, usize)> {
+fn cargo_test(args: &[&str], envs: &[(&str, &str)]) -> Result<(usize, usize)> {
     let output = cargo_command(args)
+        .envs(envs.iter().copied())
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -145,6 +163,27 @@ fn bench(quick: bool) -> Result<()> {
         }
         cargo(&args, &[])?;
     }
+    // The task hooks' bench, with tokio's unstable API; its results beside the others.
+    let criterion_home = root().join("target").join("criterion");
+    let criterion_home = criterion_home.to_string_lossy();
+    let mut args = vec![
+        "bench",
+        "-p",
+        "ctx-tokio",
+        "--features",
+        "hooks",
+        "--bench",
+        "hooks",
+        "--",
+    ];
+    if quick {
+        args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+    }
+    let envs: Vec<(&str, &str)> = UNSTABLE
+        .into_iter()
+        .chain([("CRITERION_HOME", &*criterion_home)])
+        .collect();
+    cargo(&args, &envs)?;
     let table = bench_report()?;
     println!("{table}");
     Ok(())
@@ -317,6 +356,36 @@ const TARGETS: &[Target] = &[
             polls: 1001.0,
             max_ns: None,
         },
+    },
+    Target {
+        what: "(ctx-tokio hooks) `isolate`: poll overhead over a hook-less runtime (current-thread, a task yielding 1000 times)",
+        ours: "hooks_poll/isolate",
+        peer: "hooks_poll/raw",
+        kind: TargetKind::PerPollOverhead {
+            polls: 1001.0,
+            max_ns: Some(3.0),
+        },
+    },
+    Target {
+        what: "(ctx-tokio hooks) `inherit`: the same, the task inheriting 8 variables",
+        ours: "hooks_poll/inherit",
+        peer: "hooks_poll/raw",
+        kind: TargetKind::PerPollOverhead {
+            polls: 1001.0,
+            max_ns: Some(25.0),
+        },
+    },
+    Target {
+        what: "(ctx-tokio hooks) `inherit`: 100 000 tasks spawned and joined vs a hook-less runtime",
+        ours: "hooks_spawn/inherit",
+        peer: "hooks_spawn/raw",
+        kind: TargetKind::Ratio(1.25),
+    },
+    Target {
+        what: "(ctx-tokio hooks) `isolate`: the same",
+        ours: "hooks_spawn/isolate",
+        peer: "hooks_spawn/raw",
+        kind: TargetKind::PeerRatio,
     },
     Target {
         what: "(peer) tokio `task_local` `scope` poll overhead, same future",

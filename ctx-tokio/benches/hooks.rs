@@ -1,0 +1,112 @@
+//! What `ctx_tokio::hooks` costs, against the same runtime without hooks, in one run:
+//! per poll (one task yielding 1 000 times), and per task (100 000 trivial tasks spawned
+//! and joined). Current-thread runtimes: on the 2-core machine a multi-threaded
+//! runtime's parking and stealing swings by more than what is measured here.
+//!
+//! Built only with `--cfg tokio_unstable` and the `hooks` feature:
+//! `RUSTFLAGS="--cfg tokio_unstable" cargo bench -p ctx-tokio --features hooks --bench hooks`
+//! (in a target directory of its own: `--target-dir target/unstable`).
+
+#[cfg(all(feature = "hooks", tokio_unstable))]
+mod bench {
+    use std::hint::black_box;
+    use std::time::Duration;
+
+    use criterion::{Criterion, criterion_group};
+    use ctx_tokio::hooks::TaskHooks;
+    use ctx_tokio::{Context, ContextVar};
+    use tokio::runtime::{Builder, Runtime};
+
+    const POLLS: u32 = 1_000;
+    const TASKS: usize = 100_000;
+
+    fn runtime(hooks: Option<TaskHooks>) -> Runtime {
+        let mut builder = Builder::new_current_thread();
+        if let Some(hooks) = hooks {
+            hooks.install(&mut builder);
+        }
+        builder.build().expect("runtime")
+    }
+
+    /// A context with 8 `u64` variables set: what `inherit` copies into every task.
+    fn context_with_8() -> Context {
+        (0..8).fold(Context::new(), |ctx, i| {
+            let var: &'static ContextVar<u64> = Box::leak(Box::new(ContextVar::new("bench")));
+            ctx.with_value(var, i)
+        })
+    }
+
+    fn variants() -> [(&'static str, Runtime); 3] {
+        [
+            ("raw", runtime(None)),
+            ("isolate", runtime(Some(TaskHooks::isolate()))),
+            ("inherit", runtime(Some(TaskHooks::inherit()))),
+        ]
+    }
+
+    pub(super) fn poll(c: &mut Criterion) {
+        let mut group = c.benchmark_group("hooks_poll");
+        let mut ctx = context_with_8();
+        for (name, rt) in variants() {
+            group.bench_function(name, |b| {
+                ctx.run(|| {
+                    b.iter(|| {
+                        rt.block_on(async {
+                            // One spawned task: the root future gets no hooks.
+                            tokio::spawn(async {
+                                for _ in 0..black_box(POLLS) {
+                                    tokio::task::yield_now().await;
+                                }
+                            })
+                            .await
+                            .expect("task");
+                        });
+                    });
+                });
+            });
+        }
+        group.finish();
+    }
+
+    pub(super) fn spawn(c: &mut Criterion) {
+        let mut group = c.benchmark_group("hooks_spawn");
+        group.sample_size(20);
+        let mut ctx = context_with_8();
+        for (name, rt) in variants() {
+            group.bench_function(name, |b| {
+                ctx.run(|| {
+                    b.iter(|| {
+                        rt.block_on(async {
+                            let handles: Vec<_> =
+                                (0..TASKS).map(|_| tokio::spawn(async {})).collect();
+                            for handle in handles {
+                                handle.await.expect("task");
+                            }
+                        });
+                    });
+                });
+            });
+        }
+        group.finish();
+    }
+
+    fn config() -> Criterion {
+        Criterion::default()
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3))
+    }
+
+    criterion_group! {
+        name = benches;
+        config = config();
+        targets = poll, spawn
+    }
+}
+
+#[cfg(all(feature = "hooks", tokio_unstable))]
+criterion::criterion_main!(bench::benches);
+
+#[cfg(not(all(feature = "hooks", tokio_unstable)))]
+fn main() {
+    eprintln!("the hooks bench needs `--features hooks` and RUSTFLAGS=\"--cfg tokio_unstable\"");
+}

@@ -1,0 +1,61 @@
+//! Instruction counts of `ctx_tokio::hooks`, for `valgrind --tool=callgrind`: repeatable
+//! where the benches' times swing. See BENCHMARKS.md.
+//!
+//! `hooks_icount <raw|isolate|inherit> <poll|spawn> <n>` runs, on a current-thread
+//! runtime with 8 variables set where tasks are spawned, either one task yielding `n`
+//! times (`poll`) or `n` trivial tasks spawned and joined (`spawn`). The cost of one poll
+//! or task is the difference between the counts for two `n`s, divided by the difference
+//! of the `n`s. Built only with `--cfg tokio_unstable` and the `hooks` feature.
+
+#[cfg(all(feature = "hooks", tokio_unstable))]
+fn main() {
+    use ctx_tokio::hooks::TaskHooks;
+    use ctx_tokio::{Context, ContextVar};
+
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(mode), Some(op), Some(Ok(n))) = (
+        args.get(1),
+        args.get(2),
+        args.get(3).map(|n| n.parse::<u32>()),
+    ) else {
+        eprintln!("usage: hooks_icount <raw|isolate|inherit> <poll|spawn> <n>");
+        std::process::exit(2);
+    };
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    match mode.as_str() {
+        "raw" => {}
+        "isolate" => drop(TaskHooks::isolate().install(&mut builder)),
+        "inherit" => drop(TaskHooks::inherit().install(&mut builder)),
+        other => panic!("unknown mode {other:?}"),
+    }
+    let rt = builder.build().expect("runtime");
+    let mut ctx = (0..8).fold(Context::new(), |ctx, i| {
+        let var: &'static ContextVar<u64> = Box::leak(Box::new(ContextVar::new("v")));
+        ctx.with_value(var, i)
+    });
+    ctx.run(|| {
+        rt.block_on(async {
+            match op.as_str() {
+                "poll" => tokio::spawn(async move {
+                    for _ in 0..n {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("task"),
+                "spawn" => {
+                    let handles: Vec<_> = (0..n).map(|_| tokio::spawn(async {})).collect();
+                    for handle in handles {
+                        handle.await.expect("task");
+                    }
+                }
+                other => panic!("unknown op {other:?}"),
+            }
+        });
+    });
+}
+
+#[cfg(not(all(feature = "hooks", tokio_unstable)))]
+fn main() {
+    eprintln!("needs `--features hooks` and RUSTFLAGS=\"--cfg tokio_unstable\"");
+}

@@ -1,0 +1,454 @@
+//! Every tokio task in a context of its own, whoever spawns it: tokio's task hooks.
+//!
+//! ctx's `spawn` functions carry the caller's context into the tasks *you* spawn. A task
+//! that a library spawns with plain `tokio::spawn` (hyper's connection tasks, a driver's
+//! background work) is not wrapped: it runs in its worker thread's own context. Installed
+//! on the runtime's [`Builder`], [`TaskHooks`] close that gap for every task:
+//!
+//! - [`TaskHooks::inherit`]: each task runs in a copy of its spawner's context (the
+//!   inheritable variables, as [`Context::inherited`] takes them), with its own `set`s
+//!   kept from one poll to the next: what ctx's `spawn` does, for every task.
+//! - [`TaskHooks::isolate`]: each task runs in an empty context of its own, so a `set` in
+//!   a library's task can never reach the next task polled on that worker. With strict
+//!   mode on, a task that ends with values set is reported with where it was spawned.
+//!
+//! ```
+//! use ctx_tokio::{Context, ContextVar, hooks::TaskHooks};
+//!
+//! static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+//!
+//! let mut builder = tokio::runtime::Builder::new_multi_thread();
+//! TaskHooks::inherit().install(&mut builder);
+//! let runtime = builder.enable_all().build().unwrap();
+//!
+//! # Context::new().run(|| {
+//! REQUEST_ID.set(7);
+//! let seen = ctx_tokio::block_on(&runtime, async {
+//!     // A library's own `tokio::spawn`, and what it sees:
+//!     tokio::spawn(async { REQUEST_ID.get() }).await.unwrap()
+//! });
+//! assert_eq!(seen, Some(7));
+//! # });
+//! ```
+//!
+//! Task hooks are an unstable tokio API: build with `RUSTFLAGS="--cfg tokio_unstable"`
+//! and this crate's `hooks` feature (as console-subscriber requires). tokio keeps one
+//! callback of each kind per runtime, so install your own through
+//! [`TaskHooks::on_task_spawn`] and its siblings, which chain them with ctx's.
+//!
+//! # Where the hooks do not fire
+//!
+//! tokio runs no task hooks for `spawn_blocking` closures, for tasks on a `LocalSet`, and
+//! for the future given to `block_on`. Use ctx's own [`spawn_blocking`](crate::spawn_blocking),
+//! [`spawn_local`](crate::spawn_local) and [`block_on`](crate::block_on) there: they carry
+//! the context as they always do. Tasks spawned with ctx's adapters run in the context
+//! their wrapper carries; the hooks store nothing for them, and give them an empty
+//! context around it (so a poll costs what `isolate` costs, not a second copy).
+//!
+//! # The per-task store
+//!
+//! tokio's hooks see a task's id, not the task: each task's context has to be kept
+//! beside it, in a map from id to context that every worker reaches. A single
+//! `Mutex<HashMap>` measured 52–72 ns a poll (two lock round trips on one contended
+//! line). Here the map is split into 64 shards by the id (tokio's ids are sequential, so
+//! neighbouring tasks land on different shards), each a `Mutex<HashMap>` with an identity
+//! hash: a poll takes its task's context out of its shard and puts it back after,
+//! two uncontended lock round trips on a line no other task's poll is likely to touch.
+//! And the common path skips the store entirely: a task whose context is empty (nothing
+//! inherited, nothing set) has no entry, and a task's first poll finds nothing to take
+//! only when it was spawned with nothing. (A lock-free map was not chosen: it would need
+//! `unsafe` or a dependency for what uncontended shards already give.)
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::Location;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ctx_core::{Attached, Context, strict};
+use tokio::runtime::{Builder, TaskMeta};
+use tokio::task::Id;
+
+/// A user's hook, chained with ctx's.
+type Callback = Arc<dyn Fn(&TaskMeta<'_>) + Send + Sync>;
+/// What [`TaskHooks::on_leak`] is given.
+type LeakCallback = Arc<dyn Fn(&Leak) + Send + Sync>;
+
+/// What the tasks start with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Inherit,
+    Isolate,
+}
+
+/// Context for every task of a tokio runtime, through its task hooks: see the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct TaskHooks {
+    mode: Mode,
+    on_spawn: Option<Callback>,
+    before_poll: Option<Callback>,
+    after_poll: Option<Callback>,
+    on_terminate: Option<Callback>,
+    on_leak: Option<LeakCallback>,
+}
+
+/// A task that ended with values set in its own context, under [`TaskHooks::isolate`]
+/// with strict mode on: given to [`TaskHooks::on_leak`].
+#[derive(Clone, Debug)]
+pub struct Leak {
+    /// The task's id.
+    pub task: Id,
+    /// Where the task was spawned.
+    pub spawned_at: &'static Location<'static>,
+    /// The names of the variables it left set.
+    pub variables: Vec<&'static str>,
+}
+
+impl fmt::Display for Leak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ctx strict: task {} spawned at {} ended with {:?} set in its context; without \
+             isolation they would have stayed on its worker thread for the next task. Set \
+             them in a scope (`VAR.scope`, `VAR.sync_scope`), or spawn the task with \
+             `ctx_tokio::spawn` so that it carries its creator's context",
+            self.task, self.spawned_at, self.variables
+        )
+    }
+}
+
+impl TaskHooks {
+    fn new(mode: Mode) -> Self {
+        TaskHooks {
+            mode,
+            on_spawn: None,
+            before_poll: None,
+            after_poll: None,
+            on_terminate: None,
+            on_leak: None,
+        }
+    }
+
+    /// Every task runs in a copy of its spawner's context, and keeps its own `set`s from
+    /// poll to poll.
+    pub fn inherit() -> Self {
+        TaskHooks::new(Mode::Inherit)
+    }
+
+    /// Every task runs in an empty context of its own, and keeps its own `set`s from poll
+    /// to poll; with strict mode on, one that ends with values set is reported.
+    pub fn isolate() -> Self {
+        TaskHooks::new(Mode::Isolate)
+    }
+
+    /// Your `on_task_spawn` callback, run after ctx's (on the spawner's thread, in its
+    /// context).
+    #[must_use]
+    pub fn on_task_spawn(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
+        self.on_spawn = Some(Arc::new(f));
+        self
+    }
+
+    /// Your `on_before_task_poll` callback, run after ctx's: in the task's context.
+    #[must_use]
+    pub fn on_before_task_poll(
+        mut self,
+        f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.before_poll = Some(Arc::new(f));
+        self
+    }
+
+    /// Your `on_after_task_poll` callback, run before ctx's: in the task's context.
+    #[must_use]
+    pub fn on_after_task_poll(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
+        self.after_poll = Some(Arc::new(f));
+        self
+    }
+
+    /// Your `on_task_terminate` callback, run before ctx's.
+    #[must_use]
+    pub fn on_task_terminate(mut self, f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static) -> Self {
+        self.on_terminate = Some(Arc::new(f));
+        self
+    }
+
+    /// Where leaks found under [`isolate`](TaskHooks::isolate) with strict mode go (by
+    /// default, to standard error).
+    #[must_use]
+    pub fn on_leak(mut self, f: impl Fn(&Leak) + Send + Sync + 'static) -> Self {
+        self.on_leak = Some(Arc::new(f));
+        self
+    }
+
+    /// Installs the hooks on `builder`, replacing any task hooks set on it directly.
+    pub fn install(self, builder: &mut Builder) -> &mut Builder {
+        let shared = Arc::new(Shared {
+            mode: self.mode,
+            store: Store::default(),
+            on_leak: self.on_leak,
+        });
+        let on_spawn = {
+            let (shared, user) = (Arc::clone(&shared), self.on_spawn);
+            move |meta: &TaskMeta<'_>| {
+                shared.spawned(meta.id());
+                if let Some(user) = &user {
+                    user(meta);
+                }
+            }
+        };
+        let before_poll = {
+            let (shared, user) = (Arc::clone(&shared), self.before_poll);
+            move |meta: &TaskMeta<'_>| {
+                shared.before_poll(meta.id());
+                if let Some(user) = &user {
+                    user(meta);
+                }
+            }
+        };
+        let after_poll = {
+            let (shared, user) = (Arc::clone(&shared), self.after_poll);
+            move |meta: &TaskMeta<'_>| {
+                if let Some(user) = &user {
+                    user(meta);
+                }
+                shared.after_poll(meta.id());
+            }
+        };
+        let on_terminate = {
+            let (shared, user) = (shared, self.on_terminate);
+            move |meta: &TaskMeta<'_>| {
+                if let Some(user) = &user {
+                    user(meta);
+                }
+                shared.terminated(meta.id(), meta.spawned_at());
+            }
+        };
+        builder
+            .on_task_spawn(on_spawn)
+            .on_before_task_poll(before_poll)
+            .on_after_task_poll(after_poll)
+            .on_task_terminate(on_terminate)
+    }
+}
+
+impl fmt::Debug for TaskHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHooks")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Hashes a task id to the id's own number: tokio's ids are distinct sequential
+/// integers already, and an identity hash is the cheapest there is.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached for `Id` (which writes one `u64`); any other input still hashes.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdMap<V> = HashMap<Id, V, BuildHasherDefault<IdHasher>>;
+
+const SHARDS: usize = 64;
+
+/// One shard of the store, on a cache line of its own so that polls of tasks in
+/// different shards never contend for a line.
+#[repr(align(64))]
+#[derive(Default)]
+struct Shard {
+    map: Mutex<IdMap<Context>>,
+    /// The map's length, readable without the lock: a poll of a task whose shard is
+    /// empty takes nothing and skips the lock. Written under the lock; a task's own
+    /// entry is written before the task is scheduled (at spawn) or by its previous poll,
+    /// both of which happen before this poll, so a relaxed read sees it.
+    len: AtomicUsize,
+}
+
+/// Each live task's context, by id, when it is not empty: see the module docs.
+struct Store {
+    shards: Box<[Shard]>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
+impl Store {
+    fn shard(&self, id: Id) -> &Shard {
+        let mut hasher = IdHasher::default();
+        std::hash::Hash::hash(&id, &mut hasher);
+        &self.shards[hasher.finish() as usize % SHARDS]
+    }
+
+    fn put(&self, id: Id, context: Context) {
+        let shard = self.shard(id);
+        let replaced = {
+            let mut map = lock(&shard.map);
+            let replaced = map.insert(id, context);
+            shard.len.store(map.len(), Ordering::Relaxed);
+            replaced
+        };
+        // Dropped outside the lock: a context's values run user code when dropped.
+        drop(replaced);
+    }
+
+    fn take(&self, id: Id) -> Option<Context> {
+        let shard = self.shard(id);
+        if shard.len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut map = lock(&shard.map);
+        let taken = map.remove(&id);
+        shard.len.store(map.len(), Ordering::Relaxed);
+        taken
+    }
+}
+
+/// A shard's lock; a panic elsewhere while it was held left the map whole (inserts and
+/// removes do not run user code), so a poisoned shard is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A task being polled on this thread.
+struct Polling {
+    id: Id,
+    attached: Attached,
+    /// The task ended during this poll: its context is dropped, not stored.
+    terminated: bool,
+}
+
+thread_local! {
+    /// Set while one of ctx's adapters spawns a task it has wrapped in its context
+    /// already: the spawn hook then stores nothing for it (no double wrap cost).
+    static WRAPPED: Cell<bool> = const { Cell::new(false) };
+
+    /// The tasks being polled on this thread, innermost last (a poll can run another
+    /// runtime's task only through nested runtimes, but the stack keeps that right).
+    static POLLING: RefCell<Vec<Polling>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks the spawns of ctx's adapters on this thread until dropped.
+pub(crate) struct WrappedSpawn(bool);
+
+impl WrappedSpawn {
+    #[inline]
+    pub(crate) fn mark() -> Self {
+        WrappedSpawn(WRAPPED.replace(true))
+    }
+}
+
+impl Drop for WrappedSpawn {
+    #[inline]
+    fn drop(&mut self) {
+        WRAPPED.set(self.0);
+    }
+}
+
+struct Shared {
+    mode: Mode,
+    store: Store,
+    on_leak: Option<LeakCallback>,
+}
+
+impl Shared {
+    /// On the spawner's thread, in its context.
+    fn spawned(&self, id: Id) {
+        if self.mode == Mode::Isolate || WRAPPED.get() {
+            return;
+        }
+        let inherited = Context::inherited();
+        if !inherited.is_empty() {
+            self.store.put(id, inherited);
+        }
+    }
+
+    fn before_poll(&self, id: Id) {
+        let context = self.store.take(id).unwrap_or_default();
+        let attached = context.attach();
+        let _ = POLLING.try_with(|polling| {
+            polling.borrow_mut().push(Polling {
+                id,
+                attached,
+                terminated: false,
+            });
+        });
+    }
+
+    fn after_poll(&self, id: Id) {
+        let Some(polling) = POLLING
+            .try_with(|polling| {
+                let mut polling = polling.borrow_mut();
+                // The task polled last, unless runtimes are nested on this thread.
+                match polling.last() {
+                    Some(last) if last.id == id => polling.pop(),
+                    _ => {
+                        let at = polling.iter().rposition(|p| p.id == id)?;
+                        Some(polling.remove(at))
+                    }
+                }
+            })
+            .ok()
+            .flatten()
+        else {
+            return;
+        };
+        let context = polling.attached.detach();
+        if !polling.terminated && !context.is_empty() {
+            self.store.put(id, context);
+        }
+        // Otherwise dropped here, outside every borrow.
+    }
+
+    /// At the task's end: during its last poll, on the thread polling it, or when a
+    /// runtime shuts down with the task still pending.
+    fn terminated(&self, id: Id, spawned_at: &'static Location<'static>) {
+        let during_poll = POLLING
+            .try_with(|polling| {
+                let mut polling = polling.borrow_mut();
+                let found = polling.iter_mut().rev().find(|p| p.id == id);
+                found.map(|p| p.terminated = true).is_some()
+            })
+            .unwrap_or(false);
+        let left = if during_poll {
+            // Its context is the current one until the poll ends.
+            Context::current()
+        } else {
+            self.store.take(id).unwrap_or_default()
+        };
+        if self.mode == Mode::Isolate && !left.is_empty() && strict::is_enabled() {
+            let leak = Leak {
+                task: id,
+                spawned_at,
+                variables: left.iter().map(|(info, _)| info.name()).collect(),
+            };
+            drop(left);
+            match &self.on_leak {
+                Some(report) => report(&leak),
+                None => eprintln!("{leak}"),
+            }
+        }
+    }
+}

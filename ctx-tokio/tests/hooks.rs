@@ -1,0 +1,294 @@
+//! `ctx_tokio::hooks`: every task of a runtime in a context of its own, through tokio's
+//! task hooks. Built only with `--cfg tokio_unstable` and the `hooks` feature
+//! (`cargo xtask ci` runs it so).
+
+#![cfg(all(feature = "hooks", tokio_unstable))]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::panic::Location;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ctx_tokio::hooks::{Leak, TaskHooks};
+use ctx_tokio::{Context, ContextVar};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Bytes;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::runtime::{Builder, Runtime};
+
+static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+static LEFTOVER: ContextVar<u64> = ContextVar::new("leftover");
+
+fn runtime(flavor: &str, hooks: TaskHooks) -> Runtime {
+    let mut builder = match flavor {
+        "multi_thread" => Builder::new_multi_thread(),
+        _ => Builder::new_current_thread(),
+    };
+    builder.worker_threads(2).enable_all();
+    hooks.install(&mut builder);
+    builder.build().expect("runtime")
+}
+
+/// A library that knows nothing of ctx: it spawns with plain `tokio::spawn`.
+mod library {
+    use super::{LEFTOVER, REQUEST_ID};
+
+    /// Reads the request id from a task of its own.
+    pub(crate) async fn audit() -> Option<u64> {
+        tokio::spawn(async {
+            tokio::task::yield_now().await;
+            REQUEST_ID.get()
+        })
+        .await
+        .expect("audit task")
+    }
+
+    /// Sets a value in its task and leaves it there: a bug that, without isolation,
+    /// lands in the worker thread's context for the next task. Returns what the task
+    /// saw before setting it.
+    pub(crate) async fn careless() -> Option<u64> {
+        CARELESS_SPAWN_LINE.store(line!() + 1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(async {
+            let before = LEFTOVER.get();
+            LEFTOVER.set(REQUEST_ID.get().unwrap_or_default());
+            before
+        })
+        .await
+        .expect("careless task")
+    }
+
+    /// Where `careless` spawns: the line of its `tokio::spawn`.
+    pub(crate) static CARELESS_SPAWN_LINE: std::sync::atomic::AtomicU32 =
+        std::sync::atomic::AtomicU32::new(0);
+}
+
+/// The handler: sets the request's id from its header, then reads it back through
+/// plain `tokio::spawn`s, its own and the library's.
+async fn handler(
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let id: u64 = request.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    REQUEST_ID.set(id);
+    let spawned = tokio::spawn(async { REQUEST_ID.get() }).await.unwrap();
+    let audited = library::audit().await;
+    let leftover = library::careless().await;
+    let body = format!(
+        "{id} {} {} {}",
+        spawned.unwrap_or_default(),
+        audited.unwrap_or_default(),
+        leftover.map_or("-".to_owned(), |v| v.to_string())
+    );
+    Ok(Response::new(Full::new(Bytes::from(body))))
+}
+
+/// A hyper server as hyper's examples write it: a plain `tokio::spawn` per connection.
+async fn serve() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handler))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `n` requests, 32 at a time; each answer's four readings.
+async fn drive(addr: SocketAddr, n: u64) -> Vec<(u64, String)> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let permits = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut set = tokio::task::JoinSet::new();
+    for id in 1..=n {
+        let permit = Arc::clone(&permits).acquire_owned().await.unwrap();
+        let client = client.clone();
+        set.spawn(async move {
+            let _permit = permit;
+            let request = Request::get(format!("http://{addr}/"))
+                .header("x-request-id", id.to_string())
+                .body(Empty::new())
+                .unwrap();
+            let response = client.request(request).await.unwrap();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (id, String::from_utf8_lossy(&body).into_owned())
+        });
+    }
+    set.join_all().await
+}
+
+fn every_library_task_sees_its_request(flavor: &str) {
+    let rt = runtime(flavor, TaskHooks::inherit());
+    Context::new().run(|| {
+        let answers = rt.block_on(async { drive(serve().await, 1_000).await });
+        assert_eq!(answers.len(), 1_000);
+        for (id, body) in answers {
+            let readings: Vec<&str> = body.split(' ').collect();
+            assert_eq!(readings[..3], [&*id.to_string(); 3], "{body}");
+        }
+    });
+}
+
+#[test]
+fn inherit_every_library_task_sees_its_request_multi_thread() {
+    every_library_task_sees_its_request("multi_thread");
+}
+
+#[test]
+fn inherit_every_library_task_sees_its_request_current_thread() {
+    every_library_task_sees_its_request("current_thread");
+}
+
+fn leaks_are_reported_and_seen_by_no_one(flavor: &str) {
+    let leaks: Arc<Mutex<Vec<Leak>>> = Arc::default();
+    let hooks = {
+        let leaks = Arc::clone(&leaks);
+        TaskHooks::isolate().on_leak(move |leak| leaks.lock().unwrap().push(leak.clone()))
+    };
+    let mut builder = match flavor {
+        "multi_thread" => Builder::new_multi_thread(),
+        _ => Builder::new_current_thread(),
+    };
+    builder
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(ctx_tokio::strict::enable);
+    hooks.install(&mut builder);
+    let rt = builder.build().unwrap();
+    let answers = ctx_tokio::strict::block_on(&rt, async { drive(serve().await, 200).await });
+    for (_, body) in &answers {
+        // The careless task never saw another's leftover.
+        assert!(body.ends_with(" -"), "{body}");
+    }
+    drop(rt);
+    let leaks = leaks.lock().unwrap();
+    let careless: Vec<&Leak> = leaks
+        .iter()
+        .filter(|leak| leak.variables == ["leftover"])
+        .collect();
+    assert_eq!(careless.len(), 200, "one report per careless task");
+    let here = Location::caller().file();
+    for leak in careless {
+        assert_eq!(leak.spawned_at.file(), here);
+        assert_eq!(
+            leak.spawned_at.line(),
+            library::CARELESS_SPAWN_LINE.load(Ordering::Relaxed)
+        );
+        assert!(leak.to_string().contains("spawned at"), "{leak}");
+    }
+}
+
+#[test]
+fn isolate_reports_a_leaking_task_with_its_spawn_location_multi_thread() {
+    leaks_are_reported_and_seen_by_no_one("multi_thread");
+}
+
+#[test]
+fn isolate_reports_a_leaking_task_with_its_spawn_location_current_thread() {
+    leaks_are_reported_and_seen_by_no_one("current_thread");
+}
+
+#[test]
+fn sets_persist_across_polls_and_stay_in_their_task() {
+    for hooks in [TaskHooks::inherit(), TaskHooks::isolate()] {
+        let rt = runtime("multi_thread", hooks);
+        Context::new().run(|| {
+            let seen = rt.block_on(async {
+                let tasks: Vec<_> = (0..50u64)
+                    .map(|i| {
+                        tokio::spawn(async move {
+                            REQUEST_ID.set(i);
+                            let mut same = true;
+                            for _ in 0..20 {
+                                tokio::task::yield_now().await;
+                                same &= REQUEST_ID.get() == Some(i);
+                            }
+                            same
+                        })
+                    })
+                    .collect();
+                let mut all = true;
+                for task in tasks {
+                    all &= task.await.unwrap();
+                }
+                all
+            });
+            assert!(seen);
+        });
+    }
+}
+
+#[test]
+fn inherit_copies_the_spawners_context_and_adapters_keep_working() {
+    let rt = runtime("multi_thread", TaskHooks::inherit());
+    Context::new().with_value(&REQUEST_ID, 7).run(|| {
+        let (plain, nested, adapter, after) = ctx_tokio::block_on(&rt, async {
+            let plain = tokio::spawn(async {
+                let seen = REQUEST_ID.get();
+                REQUEST_ID.set(8); // stays in this task
+                let nested = tokio::spawn(async { REQUEST_ID.get() }).await.unwrap();
+                (seen, nested)
+            });
+            let adapter = ctx_tokio::spawn(async { REQUEST_ID.get() });
+            let (plain, nested) = plain.await.unwrap();
+            (plain, nested, adapter.await.unwrap(), REQUEST_ID.get())
+        });
+        assert_eq!(plain, Some(7));
+        assert_eq!(nested, Some(8), "a task's child copies the task's context");
+        assert_eq!(adapter, Some(7));
+        assert_eq!(after, Some(7), "nothing leaks back");
+    });
+}
+
+#[test]
+fn your_own_hooks_are_chained() {
+    let counts: Arc<[AtomicUsize; 4]> = Arc::default();
+    let seen_in_poll = Arc::new(Mutex::new(Vec::new()));
+    let hooks = {
+        let (c1, c2, c3, c4) = (
+            Arc::clone(&counts),
+            Arc::clone(&counts),
+            Arc::clone(&counts),
+            Arc::clone(&counts),
+        );
+        let seen = Arc::clone(&seen_in_poll);
+        TaskHooks::inherit()
+            .on_task_spawn(move |_| {
+                c1[0].fetch_add(1, Ordering::Relaxed);
+            })
+            .on_before_task_poll(move |_| {
+                c2[1].fetch_add(1, Ordering::Relaxed);
+                // In the task's context already.
+                seen.lock().unwrap().push(REQUEST_ID.get());
+            })
+            .on_after_task_poll(move |_| {
+                c3[2].fetch_add(1, Ordering::Relaxed);
+            })
+            .on_task_terminate(move |_| {
+                c4[3].fetch_add(1, Ordering::Relaxed);
+            })
+    };
+    let rt = runtime("current_thread", hooks);
+    Context::new().with_value(&REQUEST_ID, 3).run(|| {
+        rt.block_on(async {
+            tokio::spawn(async { tokio::task::yield_now().await })
+                .await
+                .unwrap();
+        });
+    });
+    drop(rt);
+    let counts: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert_eq!(counts, [1, 2, 2, 1]);
+    assert_eq!(*seen_in_poll.lock().unwrap(), [Some(3), Some(3)]);
+}
