@@ -151,13 +151,18 @@ impl Context {
         }
     }
 
-    /// Makes this context current on this thread until the returned [`Attached`] is
-    /// detached (or dropped): for executors whose "before poll" and "after poll" are two
-    /// separate calls, such as tokio's task hooks. Prefer [`Context::run`] and
-    /// [`WithContext`], whose scopes cannot be left open.
+    /// Makes this context current on this thread until [`Context::detach`]: for
+    /// executors whose "before poll" and "after poll" are two separate calls, such as
+    /// tokio's task hooks. Prefer [`Context::run`] and [`WithContext`], whose scopes
+    /// cannot be left open.
     ///
-    /// [`Attached::detach`] gives the context back with whatever the code that ran in it
-    /// set, so that it can be attached again for the next poll.
+    /// The context that was current is kept on the thread's own stack; `detach` restores
+    /// it and gives this one back with whatever the code that ran in it set, so that it
+    /// can be attached again for the next poll. Attachments nest: each `detach` leaves
+    /// the one attached last.
+    ///
+    /// While the thread is exiting there is no current context to swap: nothing is
+    /// attached, and a `detach` after it finds nothing.
     ///
     /// ```
     /// use ctx_core::{Context, ContextVar};
@@ -166,19 +171,30 @@ impl Context {
     ///
     /// let mut task = Context::new();
     /// for step in 0..3_u32 {
-    ///     let attached = task.attach();
+    ///     task.attach();
     ///     // The task's code, in its own context:
     ///     assert_eq!(STEP.get(), step.checked_sub(1));
     ///     STEP.set(step);
-    ///     task = attached.detach();
+    ///     task = Context::detach().expect("attached above");
     /// }
     /// assert_eq!(task.get(&STEP), Some(&2));
+    /// assert_eq!(STEP.get(), None, "the thread's own context is back");
     /// ```
-    pub fn attach(self) -> Attached {
-        Attached {
-            state: Some(current::attach(self).map_err(|(context, _)| context)),
-            _thread: std::marker::PhantomData,
-        }
+    pub fn attach(self) {
+        // On an exiting thread the context is dropped here, as a `set` drops its value.
+        drop(current::attach(self));
+    }
+
+    /// Leaves the context [`attach`](Context::attach)ed last on this thread, restores
+    /// the one that was current before it, and gives it back as the code that ran in
+    /// it left it; `None` if nothing is attached.
+    ///
+    /// # Panics
+    ///
+    /// If a context entered after the attachment ([`Context::run`], a poll) is still
+    /// current: leave those first.
+    pub fn detach() -> Option<Context> {
+        current::detach()
     }
 
     /// The value `var` has in this context: set values only, never the variable's default.
@@ -362,48 +378,5 @@ impl VarInfo {
 impl fmt::Debug for VarInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VarInfo").field("name", &self.name).finish()
-    }
-}
-
-/// A context made current by [`Context::attach`], until [`detach`](Attached::detach)ed.
-/// Dropping it detaches too, and drops the context. It belongs to the thread that
-/// attached it.
-#[must_use = "dropping an `Attached` detaches its context at once"]
-pub struct Attached {
-    /// The attachment, or the context itself if the thread was exiting and nothing was
-    /// attached; `None` once detached.
-    state: Option<Result<current::Attachment, Context>>,
-    /// Attached to one thread's slot: not `Send`.
-    _thread: std::marker::PhantomData<*const ()>,
-}
-
-impl Attached {
-    /// Restores the context that was current before, and gives back the attached one
-    /// as the code that ran in it left it.
-    ///
-    /// # Panics
-    ///
-    /// If a context attached or entered after this one is still current: detach in the
-    /// reverse order of attaching.
-    pub fn detach(mut self) -> Context {
-        match self.state.take() {
-            Some(Ok(attachment)) => current::detach(attachment),
-            Some(Err(context)) => context,
-            None => unreachable!("an `Attached` is detached once"),
-        }
-    }
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        if let Some(state) = self.state.take() {
-            drop(state.map(current::detach));
-        }
-    }
-}
-
-impl fmt::Debug for Attached {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Attached").finish_non_exhaustive()
     }
 }

@@ -35,6 +35,7 @@ thread_local! {
             scopes: Vec::new(),
             entered: 0,
             strict: false,
+            attached: Vec::new(),
         })
     };
 }
@@ -58,6 +59,8 @@ pub(crate) struct Current {
     entered: u32,
     /// Whether a `set` into the base context is refused (see [`crate::strict`]).
     pub(crate) strict: bool,
+    /// What [`Context::attach`] swapped out, innermost last.
+    attached: Vec<Attachment>,
 }
 
 /// What undoes one `sync_scope`.
@@ -161,44 +164,35 @@ pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, Access
 /// While entered, `ctx` holds the previous current context; the guard swaps them back.
 #[inline]
 pub(crate) fn enter(ctx: &mut Context) -> Result<Entered<'_>, AccessError> {
-    let (observers, _) = swap_in(ctx)?;
+    let observers = swap_in(ctx)?;
     Ok(Entered { ctx, observers })
 }
 
 /// Swaps `ctx` into the thread's slot (leaving the previous context in `ctx`) and tells
-/// the observers; how many it told, for [`swap_out`], and the new entry depth.
+/// the observers; how many it told, for [`swap_out`].
 #[inline]
-fn swap_in(ctx: &mut Context) -> Result<(usize, u32), AccessError> {
-    let depth = with_mut(|current| {
+fn swap_in(ctx: &mut Context) -> Result<usize, AccessError> {
+    with_mut(|current| {
         std::mem::swap(&mut current.context, ctx);
         current.entered += 1;
-        current.entered
     })?;
     // Outside the borrow: observers are user code.
-    Ok((observer::entered(), depth))
+    Ok(observer::entered())
 }
 
 /// Undoes [`swap_in`]: tells the observers, then swaps the previous context, held in
 /// `ctx`, back into the slot (leaving the entered one in `ctx`).
-///
-/// With `depth`, only if the entry depth is still that: else nothing is swapped and the
-/// depth found is returned.
 #[inline]
-fn swap_out(ctx: &mut Context, observers: usize, depth: Option<u32>) -> Result<(), u32> {
+fn swap_out(ctx: &mut Context, observers: usize) {
     if observers > 0 {
         observer::leaving(observers);
     }
-    // Cannot fail to borrow: `swap_in` succeeded, so the slot is alive, and nothing on
-    // this thread can hold a borrow across an entered context.
-    with_mut(|current| {
-        if depth.is_some_and(|depth| depth != current.entered) {
-            return Err(current.entered);
-        }
+    // Cannot fail: `swap_in` succeeded, so the slot is alive, and nothing on this
+    // thread can hold a borrow across an entered context.
+    let _ = with_mut(|current| {
         std::mem::swap(&mut current.context, ctx);
         current.entered -= 1;
-        Ok(())
-    })
-    .unwrap_or(Ok(()))
+    });
 }
 
 /// Restores the previous current context when dropped.
@@ -211,52 +205,84 @@ pub(crate) struct Entered<'a> {
 impl Drop for Entered<'_> {
     #[inline]
     fn drop(&mut self) {
-        let _ = swap_out(self.ctx, self.observers, None);
+        swap_out(self.ctx, self.observers);
     }
 }
 
-/// An entered context that owns what it needs to be left later: for executors whose
-/// "before poll" and "after poll" are two calls ([`Context::attach`]).
-pub(crate) struct Attachment {
-    /// The previous current context, while attached.
+/// What [`attach`] swapped out: what [`detach`] needs to undo it.
+struct Attachment {
+    /// The context that was current before.
     previous: Context,
+    /// How many observers were told of the entry.
     observers: usize,
     /// [`Current::entered`] once attached: leaving out of order is a bug to report.
     depth: u32,
 }
 
-/// Makes `ctx` current until [`detach`] is given the returned attachment.
+/// Makes `ctx` current until [`detach`], keeping the previous one on the thread's own
+/// stack: one borrow of the thread-local, for executors that call twice per poll.
 #[inline]
-pub(crate) fn attach(mut ctx: Context) -> Result<Attachment, (Context, AccessError)> {
-    match swap_in(&mut ctx) {
-        Ok((observers, depth)) => Ok(Attachment {
-            previous: ctx,
+pub(crate) fn attach(mut ctx: Context) -> Result<(), (Context, AccessError)> {
+    // Counted before the swap and told after it: an observer installed in between is
+    // told of neither the entry nor the exit.
+    let observers = observer::installed();
+    let swapped = with_mut(|current| {
+        std::mem::swap(&mut current.context, &mut ctx);
+        current.entered += 1;
+        let depth = current.entered;
+        current.attached.push(Attachment {
+            previous: std::mem::take(&mut ctx),
             observers,
             depth,
-        }),
+        });
+    });
+    match swapped {
+        Ok(()) => {
+            observer::tell_entered(observers);
+            Ok(())
+        }
         Err(error) => Err((ctx, error)),
     }
 }
 
-/// Leaves the context `attachment` entered, giving it back as it is now.
+/// Leaves the context [`attach`]ed last, giving it back as it is now; `None` if nothing
+/// is attached on this thread (or the thread is exiting).
 ///
 /// # Panics
 ///
-/// If a context entered after it is still current: attachments must be detached in the
-/// reverse order of attaching, like the guards of [`Context::run`].
+/// If a context entered after it is still current.
 #[inline]
-pub(crate) fn detach(mut attachment: Attachment) -> Context {
-    // While unwinding, a second panic would abort: restore what can be restored.
-    let depth = (!std::thread::panicking()).then_some(attachment.depth);
-    if let Err(found) = swap_out(&mut attachment.previous, attachment.observers, depth) {
-        panic!(
-            "ctx: a context attached with `Context::attach` (entry depth {}) was detached \
-             while a context entered after it was still current (depth {found}); detach in \
-             the reverse order of attaching",
-            attachment.depth
-        );
+pub(crate) fn detach() -> Option<Context> {
+    if observer::installed() > 0 {
+        let observers = read(|current| current.attached.last().map(|a| a.observers))
+            .ok()
+            .flatten()?;
+        if observers > 0 {
+            observer::leaving(observers);
+        }
     }
-    attachment.previous
+    let detached = with_mut(|current| {
+        let attachment = current.attached.last()?;
+        if attachment.depth != current.entered && !std::thread::panicking() {
+            return Some(Err((attachment.depth, current.entered)));
+        }
+        let attachment = current.attached.pop()?;
+        current.entered -= 1;
+        Some(Ok(std::mem::replace(
+            &mut current.context,
+            attachment.previous,
+        )))
+    })
+    .ok()
+    .flatten()?;
+    match detached {
+        Ok(context) => Some(context),
+        Err((attached, found)) => panic!(
+            "ctx: a context attached with `Context::attach` (entry depth {attached}) was \
+             detached while a context entered after it was still current (depth {found}); \
+             leave `run`s and polls before detaching"
+        ),
+    }
 }
 
 /// Gives the thread a new, empty base context in strict mode until the returned guard
@@ -269,6 +295,7 @@ pub(crate) fn enter_strict_base() -> Result<StrictBase, AccessError> {
             scopes: Vec::new(),
             entered: 0,
             strict: true,
+            attached: Vec::new(),
         };
         std::mem::replace(current, base)
     })?;

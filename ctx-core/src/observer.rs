@@ -103,22 +103,44 @@ impl std::error::Error for Full {}
 /// between was not told of the entry).
 #[inline]
 pub(crate) fn entered() -> usize {
+    let told = installed();
+    tell_entered(told);
+    told
+}
+
+/// How many observers are installed (slots fill in order).
+#[inline]
+pub(crate) fn installed() -> usize {
+    // The first empty slot ends the list: the common case, none, is one load.
     if OBSERVERS[0].get().is_none() {
         return 0;
     }
-    notify_entered()
+    count()
+}
+
+#[inline(never)]
+fn count() -> usize {
+    OBSERVERS
+        .iter()
+        .take_while(|slot| slot.get().is_some())
+        .count()
+}
+
+/// Tells the first `told` observers that a context was entered.
+#[inline]
+pub(crate) fn tell_entered(told: usize) {
+    if told > 0 {
+        notify_entered(told);
+    }
 }
 
 // Out of line: the path without observers stays a load and a branch.
 #[inline(never)]
-fn notify_entered() -> usize {
-    // Slots fill in order: the first empty one ends the list.
-    let mut told = 0;
-    for observer in OBSERVERS.iter().map_while(OnceLock::get) {
-        observer.entered();
-        told += 1;
-    }
-    told
+fn notify_entered(told: usize) {
+    OBSERVERS[..told]
+        .iter()
+        .filter_map(OnceLock::get)
+        .for_each(|observer| observer.entered());
 }
 
 /// Tells the first `told` observers, in the reverse order, that the context entered

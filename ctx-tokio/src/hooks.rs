@@ -59,7 +59,7 @@
 //! only when it was spawned with nothing. (A lock-free map was not chosen: it would need
 //! `unsafe` or a dependency for what uncontended shards already give.)
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -67,7 +67,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ctx_core::{Attached, Context, strict};
+use ctx_core::{Context, strict};
 use tokio::runtime::{Builder, TaskMeta};
 use tokio::task::Id;
 
@@ -332,22 +332,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A task being polled on this thread.
-struct Polling {
-    id: Id,
-    attached: Attached,
-    /// The task ended during this poll: its context is dropped, not stored.
-    terminated: bool,
-}
-
 thread_local! {
     /// Set while one of ctx's adapters spawns a task it has wrapped in its context
     /// already: the spawn hook then stores nothing for it (no double wrap cost).
     static WRAPPED: Cell<bool> = const { Cell::new(false) };
 
-    /// The tasks being polled on this thread, innermost last (a poll can run another
-    /// runtime's task only through nested runtimes, but the stack keeps that right).
-    static POLLING: RefCell<Vec<Polling>> = const { RefCell::new(Vec::new()) };
+    /// The task being polled on this thread, if any: tokio ends a task (`terminate`)
+    /// inside its last poll, and that poll's end must then drop its context rather than
+    /// store it. Task polls do not nest on a thread: tokio refuses to start a runtime
+    /// inside another's task.
+    static POLLING: Cell<Option<Id>> = const { Cell::new(None) };
+
+    /// The task that ended during the poll now ending on this thread.
+    static ENDED: Cell<Option<Id>> = const { Cell::new(None) };
 }
 
 /// Marks the spawns of ctx's adapters on this thread until dropped.
@@ -386,37 +383,19 @@ impl Shared {
     }
 
     fn before_poll(&self, id: Id) {
-        let context = self.store.take(id).unwrap_or_default();
-        let attached = context.attach();
-        let _ = POLLING.try_with(|polling| {
-            polling.borrow_mut().push(Polling {
-                id,
-                attached,
-                terminated: false,
-            });
-        });
+        self.store.take(id).unwrap_or_default().attach();
+        POLLING.set(Some(id));
     }
 
     fn after_poll(&self, id: Id) {
-        let Some(polling) = POLLING
-            .try_with(|polling| {
-                let mut polling = polling.borrow_mut();
-                // The task polled last, unless runtimes are nested on this thread.
-                match polling.last() {
-                    Some(last) if last.id == id => polling.pop(),
-                    _ => {
-                        let at = polling.iter().rposition(|p| p.id == id)?;
-                        Some(polling.remove(at))
-                    }
-                }
-            })
-            .ok()
-            .flatten()
-        else {
+        POLLING.set(None);
+        let Some(context) = Context::detach() else {
             return;
         };
-        let context = polling.attached.detach();
-        if !polling.terminated && !context.is_empty() {
+        let ended = ENDED.get() == Some(id);
+        if ended {
+            ENDED.set(None);
+        } else if !context.is_empty() {
             self.store.put(id, context);
         }
         // Otherwise dropped here, outside every borrow.
@@ -425,14 +404,9 @@ impl Shared {
     /// At the task's end: during its last poll, on the thread polling it, or when a
     /// runtime shuts down with the task still pending.
     fn terminated(&self, id: Id, spawned_at: &'static Location<'static>) {
-        let during_poll = POLLING
-            .try_with(|polling| {
-                let mut polling = polling.borrow_mut();
-                let found = polling.iter_mut().rev().find(|p| p.id == id);
-                found.map(|p| p.terminated = true).is_some()
-            })
-            .unwrap_or(false);
+        let during_poll = POLLING.get() == Some(id);
         let left = if during_poll {
+            ENDED.set(Some(id));
             // Its context is the current one until the poll ends.
             Context::current()
         } else {
