@@ -6,8 +6,7 @@ use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 
 use crate::ContextBaggage;
-use crate::w3c::{self, Entry};
-use crate::wire::BAGGAGE;
+use crate::w3c::{self, BAGGAGE, Entry};
 
 /// An OpenTelemetry [`TextMapPropagator`] for the W3C `baggage` header that carries
 /// ctx's marked variables, made by [`ContextBaggage::propagator`].

@@ -15,6 +15,9 @@
 
 use std::fmt;
 
+/// The header W3C baggage travels in.
+pub(crate) const BAGGAGE: &str = "baggage";
+
 /// The most list members a header may hold (the format's grammar allows 180).
 pub const MAX_ENTRIES: usize = 180;
 
@@ -221,6 +224,29 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Vec<Entry>,
         }
     }
     Ok(entries)
+}
+
+/// The entries of the `baggage` header lines in `headers`, as [`parse`] reads them.
+///
+/// # Errors
+///
+/// [`BaggageError`] when the lines are malformed, over the limits, or not ASCII.
+pub fn parse_headers(headers: &http::HeaderMap) -> Result<Vec<Entry>, BaggageError> {
+    let lines: Result<Vec<&str>, BaggageError> = headers
+        .get_all(BAGGAGE)
+        .iter()
+        .map(|line| {
+            line.to_str().map_err(|_| BaggageError::Malformed {
+                at: line
+                    .as_bytes()
+                    .iter()
+                    .position(|b| !b.is_ascii())
+                    .unwrap_or(0),
+                expected: "visible ASCII",
+            })
+        })
+        .collect();
+    parse(lines?)
 }
 
 /// Percent-decodes `raw`; the offset of a `%` not followed by two hex digits, if any.

@@ -9,10 +9,7 @@ use ctx_core::{Context, ContextVar, RequestHook};
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
-use crate::w3c::{self, BaggageError, Entry};
-
-/// The header W3C baggage travels in.
-pub(crate) const BAGGAGE: &str = "baggage";
+use crate::w3c::{self, BAGGAGE, Entry};
 
 /// The entries of the incoming baggage that no variable is marked for: kept with the
 /// request's context and sent on with outgoing requests, as the format asks of every
@@ -242,7 +239,7 @@ impl ContextBaggage {
     /// ([`w3c::MAX_BYTES`], [`w3c::MAX_ENTRIES`]); a value that does not parse is
     /// skipped. Either way a warning is logged, and the request goes on.
     pub fn extract(&self, headers: &HeaderMap) -> usize {
-        let mut set = match self.parse(headers) {
+        let mut set = match w3c::parse_headers(headers) {
             Ok(entries) => self.set_from(&entries),
             Err(error) => {
                 tracing::warn!(target: "ctx_opentelemetry", %error, "baggage header ignored");
@@ -265,34 +262,11 @@ impl ContextBaggage {
         set
     }
 
-    /// The entries of the `baggage` header lines in `headers`.
-    ///
-    /// # Errors
-    ///
-    /// [`BaggageError`] when the header is malformed, over the limits, or not ASCII.
-    pub fn parse(&self, headers: &HeaderMap) -> Result<Vec<Entry>, BaggageError> {
-        let lines: Result<Vec<&str>, BaggageError> = headers
-            .get_all(BAGGAGE)
-            .iter()
-            .map(|line| {
-                line.to_str().map_err(|_| BaggageError::Malformed {
-                    at: line
-                        .as_bytes()
-                        .iter()
-                        .position(|b| !b.is_ascii())
-                        .unwrap_or(0),
-                    expected: "visible ASCII",
-                })
-            })
-            .collect();
-        w3c::parse(lines?)
-    }
-
     /// Writes the variables set in the current context into an outgoing request's
     /// headers: marked variables and forwarded entries into `baggage` (after the entries
     /// already there whose keys are not ours), header variables into their headers.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        let mut entries = match self.parse(headers) {
+        let mut entries = match w3c::parse_headers(headers) {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(

@@ -36,9 +36,21 @@ mod bench {
         })
     }
 
-    fn variants() -> [(&'static str, Runtime); 3] {
+    /// tokio's own cost of four hooks that do nothing: the floor of any hook.
+    fn empty_hooks() -> Runtime {
+        Builder::new_current_thread()
+            .on_task_spawn(|_| {})
+            .on_before_task_poll(|_| {})
+            .on_after_task_poll(|_| {})
+            .on_task_terminate(|_| {})
+            .build()
+            .expect("runtime")
+    }
+
+    fn variants() -> [(&'static str, Runtime); 4] {
         [
             ("raw", runtime(None)),
+            ("empty_hooks", empty_hooks()),
             ("isolate", runtime(Some(TaskHooks::isolate()))),
             ("inherit", runtime(Some(TaskHooks::inherit()))),
         ]

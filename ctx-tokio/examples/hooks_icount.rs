@@ -1,8 +1,9 @@
 //! Instruction counts of `ctx_tokio::hooks`, for `valgrind --tool=callgrind`: repeatable
 //! where the benches' times swing. See BENCHMARKS.md.
 //!
-//! `hooks_icount <raw|isolate|inherit> <poll|spawn> <n>` runs, on a current-thread
-//! runtime with 8 variables set where tasks are spawned, either one task yielding `n`
+//! `hooks_icount <raw|empty|isolate|inherit> <poll|spawn> <n>` runs, on a current-thread
+//! runtime with 8 variables set where tasks are spawned (`empty`: with four hooks that
+//! do nothing, the floor of any hook), either one task yielding `n`
 //! times (`poll`) or `n` trivial tasks spawned and joined (`spawn`). The cost of one poll
 //! or task is the difference between the counts for two `n`s, divided by the difference
 //! of the `n`s. Built only with `--cfg tokio_unstable` and the `hooks` feature.
@@ -18,12 +19,20 @@ fn main() {
         args.get(2),
         args.get(3).map(|n| n.parse::<u32>()),
     ) else {
-        eprintln!("usage: hooks_icount <raw|isolate|inherit> <poll|spawn> <n>");
+        eprintln!("usage: hooks_icount <raw|empty|isolate|inherit> <poll|spawn> <n>");
         std::process::exit(2);
     };
     let mut builder = tokio::runtime::Builder::new_current_thread();
     match mode.as_str() {
         "raw" => {}
+        // tokio's own cost of four hooks that do nothing: the floor of any hook.
+        "empty" => drop(
+            builder
+                .on_task_spawn(|_| {})
+                .on_before_task_poll(|_| {})
+                .on_after_task_poll(|_| {})
+                .on_task_terminate(|_| {}),
+        ),
         "isolate" => drop(TaskHooks::isolate().install(&mut builder)),
         "inherit" => drop(TaskHooks::inherit().install(&mut builder)),
         other => panic!("unknown mode {other:?}"),
