@@ -8,11 +8,17 @@
 //! (in a target directory of its own: `--target-dir target/unstable`).
 
 #[cfg(all(feature = "hooks", tokio_unstable))]
+#[path = "../../ctx-core/benches/support/interleaved.rs"]
+mod interleaved;
+
+#[cfg(all(feature = "hooks", tokio_unstable))]
 mod bench {
     use std::hint::black_box;
     use std::time::Duration;
 
     use criterion::{Criterion, criterion_group};
+
+    use super::interleaved::interleaved;
     use ctx_tokio::hooks::TaskHooks;
     use ctx_tokio::{Context, ContextVar};
     use tokio::runtime::{Builder, Runtime};
@@ -47,59 +53,72 @@ mod bench {
             .expect("runtime")
     }
 
-    fn variants() -> [(&'static str, Runtime); 4] {
+    /// The variants' runtimes: no hooks, empty hooks, `isolate`, `inherit`.
+    fn runtimes() -> [Runtime; 4] {
         [
-            ("raw", runtime(None)),
-            ("empty_hooks", empty_hooks()),
-            ("isolate", runtime(Some(TaskHooks::isolate()))),
-            ("inherit", runtime(Some(TaskHooks::inherit()))),
+            runtime(None),
+            empty_hooks(),
+            runtime(Some(TaskHooks::isolate())),
+            runtime(Some(TaskHooks::inherit())),
         ]
     }
 
     pub(super) fn poll(c: &mut Criterion) {
-        let mut group = c.benchmark_group("hooks_poll");
         let mut ctx = context_with_8();
-        for (name, rt) in variants() {
-            group.bench_function(name, |b| {
-                ctx.run(|| {
-                    b.iter(|| {
-                        rt.block_on(async {
-                            // One spawned task: the root future gets no hooks.
-                            tokio::spawn(async {
-                                for _ in 0..black_box(POLLS) {
-                                    tokio::task::yield_now().await;
-                                }
-                            })
-                            .await
-                            .expect("task");
-                        });
-                    });
-                });
+        let [raw, empty, isolate, inherit] = runtimes();
+        let run = |rt: &Runtime| {
+            rt.block_on(async {
+                // One spawned task: the root future gets no hooks.
+                tokio::spawn(async {
+                    for _ in 0..black_box(POLLS) {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("task");
             });
-        }
-        group.finish();
+        };
+        let (raw, empty) = (|| run(&raw), || run(&empty));
+        let (isolate, inherit) = (|| run(&isolate), || run(&inherit));
+        ctx.run(|| {
+            interleaved(
+                c,
+                "hooks_poll",
+                &[
+                    ("raw", &raw),
+                    ("empty_hooks", &empty),
+                    ("isolate", &isolate),
+                    ("inherit", &inherit),
+                ],
+            );
+        });
     }
 
     pub(super) fn spawn(c: &mut Criterion) {
-        let mut group = c.benchmark_group("hooks_spawn");
-        group.sample_size(20);
         let mut ctx = context_with_8();
-        for (name, rt) in variants() {
-            group.bench_function(name, |b| {
-                ctx.run(|| {
-                    b.iter(|| {
-                        rt.block_on(async {
-                            let handles: Vec<_> =
-                                (0..TASKS).map(|_| tokio::spawn(async {})).collect();
-                            for handle in handles {
-                                handle.await.expect("task");
-                            }
-                        });
-                    });
-                });
+        let [raw, empty, isolate, inherit] = runtimes();
+        let run = |rt: &Runtime| {
+            rt.block_on(async {
+                let handles: Vec<_> = (0..TASKS).map(|_| tokio::spawn(async {})).collect();
+                for handle in handles {
+                    handle.await.expect("task");
+                }
             });
-        }
-        group.finish();
+        };
+        let (raw, empty) = (|| run(&raw), || run(&empty));
+        let (isolate, inherit) = (|| run(&isolate), || run(&inherit));
+        ctx.run(|| {
+            interleaved(
+                c,
+                "hooks_spawn",
+                &[
+                    ("raw", &raw),
+                    ("empty_hooks", &empty),
+                    ("isolate", &isolate),
+                    ("inherit", &inherit),
+                ],
+            );
+        });
     }
 
     fn config() -> Criterion {
@@ -109,14 +128,22 @@ mod bench {
     }
 
     criterion_group! {
-        name = benches;
+        name = polls;
         config = config();
-        targets = poll, spawn
+        targets = poll
+    }
+
+    // Each spawn iteration runs all four variants (100 000 tasks each): ten samples keep
+    // the group to about a minute.
+    criterion_group! {
+        name = spawns;
+        config = config().sample_size(10);
+        targets = spawn
     }
 }
 
 #[cfg(all(feature = "hooks", tokio_unstable))]
-criterion::criterion_main!(bench::benches);
+criterion::criterion_main!(bench::polls, bench::spawns);
 
 #[cfg(not(all(feature = "hooks", tokio_unstable)))]
 fn main() {

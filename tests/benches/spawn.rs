@@ -11,10 +11,14 @@
 
 use std::future::Future;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+#[path = "../../ctx-core/benches/support/interleaved.rs"]
+mod interleaved;
 use ctx_core::{Context, ContextVar};
+use interleaved::interleaved;
 
 const TASKS: usize = 100_000;
 
@@ -39,33 +43,6 @@ async fn spawn_and_join<H: Future>(spawn: impl Fn() -> H) {
     for handle in handles {
         black_box(handle.await);
     }
-}
-
-/// Benchmarks each of `runs` under its name, but runs all of them in every iteration,
-/// in rotating order, timing only its own. Multi-threaded runtimes on a shared 2-core
-/// machine drift by more than the few percent measured here; interleaving puts every
-/// variant under the same conditions, so their ratios hold even when absolute times move.
-fn interleaved(c: &mut Criterion, group: &str, runs: &[(&str, &dyn Fn())]) {
-    let mut group = c.benchmark_group(group);
-    for (own, (name, _)) in runs.iter().enumerate() {
-        group.bench_function(*name, |b| {
-            b.iter_custom(|iters| {
-                let mut elapsed = Duration::ZERO;
-                for iteration in 0..iters as usize {
-                    for step in 0..runs.len() {
-                        let which = (step + iteration) % runs.len();
-                        let start = Instant::now();
-                        (runs[which].1)();
-                        if which == own {
-                            elapsed += start.elapsed();
-                        }
-                    }
-                }
-                elapsed
-            });
-        });
-    }
-    group.finish();
 }
 
 fn tokio_spawn(c: &mut Criterion) {
