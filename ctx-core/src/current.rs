@@ -4,8 +4,8 @@
 //! mutably for a few instructions. Entering a context ([`Context::run`], each poll of a
 //! [`WithContext`](crate::WithContext)) swaps the entered context *into* the slot and the
 //! previous one out, and swaps them back when the guard drops, on return, on panic, or
-//! when a future is dropped. [Observers](crate::observer) are told of both. A swap moves two words: no reference count changes, no
-//! allocation, nothing dropped.
+//! when a future is dropped; [observers](crate::observer) are told of both. A swap moves
+//! two words: no reference count changes, no allocation, nothing dropped.
 //!
 //! [`ContextVar::sync_scope`](crate::ContextVar::sync_scope) must behave as if it ran its
 //! closure in a copy of the current context with one more value. Copying the map's root
@@ -253,17 +253,27 @@ pub(crate) fn attach(mut ctx: Context) -> Result<(), (Context, AccessError)> {
 /// If a context entered after it is still current.
 #[inline]
 pub(crate) fn detach() -> Option<Context> {
+    // While unwinding, a second panic would abort: restore what can be restored.
+    let check = !std::thread::panicking();
     if observer::installed() > 0 {
-        let observers = read(|current| current.attached.last().map(|a| a.observers))
-            .ok()
-            .flatten()?;
+        // Checked before the observers are told, so that a refused detach tells them
+        // nothing.
+        let (observers, depths) = read(|current| {
+            let top = current.attached.last()?;
+            Some((top.observers, (top.depth, current.entered)))
+        })
+        .ok()
+        .flatten()?;
+        if check && depths.0 != depths.1 {
+            out_of_order(depths);
+        }
         if observers > 0 {
             observer::leaving(observers);
         }
     }
     let detached = with_mut(|current| {
         let attachment = current.attached.last()?;
-        if attachment.depth != current.entered && !std::thread::panicking() {
+        if check && attachment.depth != current.entered {
             return Some(Err((attachment.depth, current.entered)));
         }
         let attachment = current.attached.pop()?;
@@ -277,12 +287,18 @@ pub(crate) fn detach() -> Option<Context> {
     .flatten()?;
     match detached {
         Ok(context) => Some(context),
-        Err((attached, found)) => panic!(
-            "ctx: a context attached with `Context::attach` (entry depth {attached}) was \
-             detached while a context entered after it was still current (depth {found}); \
-             leave `run`s and polls before detaching"
-        ),
+        Err(depths) => out_of_order(depths),
     }
+}
+
+/// The panic of a [`detach`] from inside a context entered after the attachment.
+#[cold]
+fn out_of_order((attached, found): (u32, u32)) -> ! {
+    panic!(
+        "ctx: a context attached with `Context::attach` (entry depth {attached}) was \
+         detached while a context entered after it was still current (depth {found}); \
+         leave `run`s and polls before detaching"
+    )
 }
 
 /// Gives the thread a new, empty base context in strict mode until the returned guard

@@ -63,6 +63,11 @@ fn observers_see_every_switch_in_nested_pairs() {
             ["a+task", "a-task", "a+task", "a-task", "a+task", "a-task"]
         );
 
+        // An attachment across two calls, as executors' task hooks make.
+        Context::new().with_value(&NAME, "attached").attach();
+        assert!(Context::detach().is_some());
+        assert_eq!(take_seen(), ["a+attached", "a-attached"]);
+
         // A panic: the exit is still told.
         let panicked = std::panic::catch_unwind(|| {
             Context::new()
