@@ -41,11 +41,9 @@ impl ContextBaggage {
 
 impl TextMapPropagator for BaggagePropagator {
     fn inject_context(&self, cx: &OtelContext, injector: &mut dyn Injector) {
-        let ours = self.baggage.current_entries();
-        let mut entries: Vec<Entry> = cx
+        let theirs = cx
             .baggage()
             .iter()
-            .filter(|(key, _)| !ours.iter().any(|our| our.key == key.as_str()))
             .filter(|(key, _)| w3c::is_valid_key(key.as_str()))
             .map(|(key, (value, metadata))| Entry {
                 key: key.to_string(),
@@ -53,11 +51,9 @@ impl TextMapPropagator for BaggagePropagator {
                 properties: metadata.as_str().to_owned(),
             })
             .collect();
-        entries.extend(ours);
-        self.baggage.write_baggage(&entries, |header| {
-            // Encoded headers are ASCII.
-            injector.set(BAGGAGE, header.to_str().unwrap_or_default().to_owned());
-        });
+        if let Some(header) = self.baggage.encode_with(theirs) {
+            injector.set(BAGGAGE, header);
+        }
     }
 
     fn extract_with_context(&self, cx: &OtelContext, extractor: &dyn Extractor) -> OtelContext {

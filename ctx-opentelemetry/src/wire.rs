@@ -266,7 +266,7 @@ impl ContextBaggage {
     /// headers: marked variables and forwarded entries into `baggage` (after the entries
     /// already there whose keys are not ours), header variables into their headers.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        let mut entries = match w3c::parse_headers(headers) {
+        let entries = match w3c::parse_headers(headers) {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(
@@ -277,12 +277,16 @@ impl ContextBaggage {
                 Vec::new()
             }
         };
-        let ours = self.current_entries();
-        entries.retain(|entry| !ours.iter().any(|our| our.key == entry.key));
-        entries.extend(ours);
-        self.write_baggage(&entries, |header| {
-            headers.insert(HeaderName::from_static(BAGGAGE), header);
-        });
+        if let Some(header) = self.encode_with(entries) {
+            // Encoded headers are visible ASCII: the warning is for a bug in the encoder.
+            match HeaderValue::try_from(header) {
+                Ok(header) => drop(headers.insert(HeaderName::from_static(BAGGAGE), header)),
+                Err(_) => tracing::warn!(
+                    target: "ctx_opentelemetry",
+                    "baggage not sent: the encoded header is not a valid header value"
+                ),
+            }
+        }
         let context = Context::current();
         for (name, marked) in &self.vars.headers {
             if let Some(value) = (marked.encode)(&context) {
@@ -300,13 +304,14 @@ impl ContextBaggage {
         }
     }
 
-    /// Encodes `entries` and hands the header to `write`, if there is any entry; warns
-    /// about entries over the limits.
-    pub(crate) fn write_baggage(&self, entries: &[Entry], write: impl FnOnce(HeaderValue)) {
-        if entries.is_empty() {
-            return;
-        }
-        let (header, left_out) = w3c::encode(entries);
+    /// The `baggage` header for an outgoing request: `theirs` (entries already bound for
+    /// it) whose keys are not ours, then [`current_entries`](Self::current_entries);
+    /// `None` when there is no entry. Warns about entries left out over the limits.
+    pub(crate) fn encode_with(&self, mut theirs: Vec<Entry>) -> Option<String> {
+        let ours = self.current_entries();
+        theirs.retain(|entry| !ours.iter().any(|our| our.key == entry.key));
+        theirs.extend(ours);
+        let (header, left_out) = w3c::encode(&theirs);
         if !left_out.is_empty() {
             tracing::warn!(
                 target: "ctx_opentelemetry",
@@ -314,10 +319,7 @@ impl ContextBaggage {
                 "baggage entries not sent: over the limits of the format"
             );
         }
-        if !header.is_empty() {
-            // Encoded headers are visible ASCII.
-            write(HeaderValue::from_str(&header).expect("an encoded baggage header"));
-        }
+        (!header.is_empty()).then_some(header)
     }
 }
 
