@@ -28,7 +28,9 @@ fn spawn_and_join(n: u32, spawn: impl Fn() -> tokio::task::JoinHandle<()>) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(op), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u32>())) else {
-        eprintln!("usage: icount <get|get_local|current|inherited|poll|bare|spawn|spawn_raw> <n>");
+        eprintln!(
+            "usage: icount <get|set|get_local|current|inherited|poll|bare|spawn|spawn_raw> <n>"
+        );
         std::process::exit(2);
     };
     let leak = |var: ContextVar<u64>| -> &'static ContextVar<u64> { Box::leak(Box::new(var)) };
@@ -43,6 +45,7 @@ fn main() {
         "get" => (0..n).for_each(|_| {
             black_box(black_box(last).get());
         }),
+        "set" => (0..n).for_each(|i| drop(black_box(last).set(u64::from(i)))),
         "get_local" => (0..n).for_each(|_| {
             black_box(black_box(local).get());
         }),

@@ -57,6 +57,7 @@ mod layer;
 mod map;
 #[cfg(feature = "futures")]
 mod spawn;
+mod stamp;
 mod token;
 mod var;
 
@@ -71,6 +72,7 @@ pub use future::{FutureExt, WithContext};
 pub use layer::{ContextLayer, ContextService, NoHook, RequestHook, ResponseFuture};
 #[cfg(feature = "futures")]
 pub use spawn::ContextSpawn;
+pub use stamp::Stamp;
 pub use token::{ResetGuard, Token};
 pub use var::ContextVar;
 

@@ -85,6 +85,11 @@ struct Node {
     /// At the root of a map that has `local` values only: this root without them, once
     /// a spawn asked for it. Emptied by every write to the root.
     inherited: OnceLock<Option<Arc<Node>>>,
+    /// At the root only: a number given to the root by every write, and to every root
+    /// built without its `local` trie, and never given twice (see
+    /// [`crate::Stamp`]). Copies of a map share their root and so their generation:
+    /// the same number always means the same values.
+    generation: u64,
 }
 
 impl Clone for Node {
@@ -97,6 +102,7 @@ impl Clone for Node {
             slots: self.slots.clone(),
             local: self.local.clone(),
             inherited: OnceLock::new(),
+            generation: self.generation,
         }
     }
 }
@@ -113,6 +119,13 @@ pub(crate) struct Leaf {
     pub(crate) id: u32,
     pub(crate) name: &'static str,
     pub(crate) value: Value,
+}
+
+/// A root generation no root had before: drawn from the counter of context identities,
+/// which hands out each number once (per-thread blocks, no shared write per call).
+#[inline]
+fn next_generation() -> u64 {
+    crate::current::next_context_id()
 }
 
 /// The chunk of `id` that selects a slot at the level starting at bit `shift`.
@@ -165,6 +178,7 @@ impl Map {
     fn root_mut(&mut self) -> &mut Node {
         let root = Arc::make_mut(self.root.get_or_insert_with(|| Arc::new(Node::new())));
         root.inherited.take();
+        root.generation = next_generation();
         root
     }
 
@@ -235,6 +249,13 @@ impl Map {
         }
     }
 
+    /// Which values the map holds, as a number no other set of values ever has: 0 when
+    /// empty, else its root's generation (see [`Node::generation`]).
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.root.as_ref().map_or(0, |root| root.generation)
+    }
+
     /// Whether both maps are the same allocation (or both empty).
     #[cfg(test)]
     fn ptr_eq(&self, other: &Map) -> bool {
@@ -269,6 +290,7 @@ impl Node {
             slots: Vec::new(),
             local: None,
             inherited: OnceLock::new(),
+            generation: 0,
         }
     }
 
@@ -278,6 +300,7 @@ impl Node {
         (self.count > 0).then(|| {
             let mut root = self.clone();
             root.local = None;
+            root.generation = next_generation();
             Arc::new(root)
         })
     }

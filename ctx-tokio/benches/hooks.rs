@@ -84,6 +84,7 @@ mod bench {
             interleaved(
                 c,
                 "hooks_poll",
+                1,
                 &[
                     ("raw", &raw),
                     ("empty_hooks", &empty),
@@ -111,6 +112,7 @@ mod bench {
             interleaved(
                 c,
                 "hooks_spawn",
+                1,
                 &[
                     ("raw", &raw),
                     ("empty_hooks", &empty),

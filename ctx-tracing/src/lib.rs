@@ -47,6 +47,15 @@
 //! that emits the event, inside the task that emits it, which is what makes the current
 //! context the event's own.
 //!
+//! A line costs about what the stock formatter's does (BENCHMARKS.md): the fields a
+//! format wrote last are kept on each thread, with a [`Stamp`] of the
+//! context they came from, and the next line in a context that still holds the same
+//! values copies them in one piece. Only fields whose types ctx-tracing writes itself
+//! (`String`, `&str` and the common integers) are kept: a `Display` of your own may show
+//! state that changes without a `set`, so a set of fields with one is written afresh on
+//! every line. The stamp holds no value: a context's values are dropped when it goes,
+//! logged or not.
+//!
 //! A variable that is not set (nor has a default) where an event is emitted adds nothing
 //! to the line, unless [`ContextFields::unset_as`] gives a placeholder.
 //!
@@ -66,8 +75,9 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use ctx_core::{Context, ContextVar};
+use ctx_core::{Context, ContextVar, Stamp};
 use tracing_core::{Event, Subscriber};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
@@ -78,6 +88,10 @@ use tracing_subscriber::registry::LookupSpan;
 pub struct ContextFields {
     fields: Vec<Field>,
     unset: Option<&'static str>,
+    /// Whether some field's type may write differently from one line to the next with
+    /// the same value (a `Display` of its own can show interior state): such fields are
+    /// written afresh on every line instead of being kept (see [`Rendered`]).
+    impure: bool,
 }
 
 /// How fields are written: `name=value` pairs, or JSON object members.
@@ -87,15 +101,24 @@ enum Mode {
     Json,
 }
 
-/// Writes `prefix` and then the variable's value in `context` (or its default) to the
-/// buffer, as the mode wants it; `None`, with nothing written, when there is no value.
-type WriteField = dyn Fn(&Context, &mut String, &str, Mode) -> Option<fmt::Result> + Send + Sync;
+/// Reads a variable's value in a context (set values only, not its default).
+type Read = dyn for<'a> Fn(&'a Context) -> Option<Value<'a>> + Send + Sync;
 
-/// `prefix`, then `value` (escaped, and closed with a quote, for JSON).
+/// Writes `prefix` and then the variable's default to the buffer, as the mode wants it;
+/// `None`, with nothing written, when the variable has no default.
+type WriteDefault = dyn Fn(&mut String, &str, Mode) -> Option<fmt::Result> + Send + Sync;
+
+/// `prefix`, then `value`: with terminal controls escaped in text, and as the inside of
+/// a string (closed with a quote) in JSON.
+#[inline]
 fn write_field(out: &mut String, prefix: &str, value: Value<'_>, mode: Mode) -> fmt::Result {
     out.push_str(prefix);
     match mode {
-        Mode::Text => value.write_to(out),
+        // Integers cannot hold a terminal control: no scan.
+        Mode::Text => match value {
+            Value::Unsigned(_) | Value::Signed(_) => value.write_to(out),
+            _ => value.write_to(&mut TerminalSafe(out)),
+        },
         Mode::Json => {
             value.write_to(&mut JsonString(&mut *out))?;
             out.push('"');
@@ -105,16 +128,18 @@ fn write_field(out: &mut String, prefix: &str, value: Value<'_>, mode: Mode) -> 
 }
 
 /// A value on its way to a line: the common types written directly, anything else
-/// through `Display`, whose machinery costs more than the rest of a field.
+/// through `Display` or `Debug`, whose machinery costs more than the rest of a field.
 enum Value<'a> {
     Text(&'a str),
     Unsigned(u64),
     Signed(i64),
-    Formatted(&'a dyn fmt::Display),
+    Display(&'a dyn fmt::Display),
+    Debug(&'a dyn fmt::Debug),
 }
 
 impl<'a> Value<'a> {
     /// `value`, written as its `Display` would.
+    #[inline]
     fn of<T: fmt::Display + 'static>(value: &'a T) -> Self {
         let any: &dyn Any = value;
         if let Some(text) = any.downcast_ref::<String>() {
@@ -132,18 +157,36 @@ impl<'a> Value<'a> {
         } else if let Some(&n) = any.downcast_ref::<i32>() {
             Value::Signed(n.into())
         } else {
-            Value::Formatted(value)
+            Value::Display(value)
         }
     }
 
+    #[inline]
     fn write_to(&self, out: &mut impl fmt::Write) -> fmt::Result {
         match *self {
             Value::Text(text) => out.write_str(text),
             Value::Unsigned(n) => out.write_str(itoa::Buffer::new().format(n)),
             Value::Signed(n) => out.write_str(itoa::Buffer::new().format(n)),
-            Value::Formatted(value) => write!(out, "{value}"),
+            Value::Display(value) => write!(out, "{value}"),
+            Value::Debug(value) => write!(out, "{value:?}"),
         }
     }
+}
+
+/// Whether values of `T` are written by ctx-tracing itself ([`Value::of`]), always the
+/// same way for the same value: a line's fields can then be kept and reused.
+fn is_plain<T: 'static>() -> bool {
+    use std::any::TypeId;
+    [
+        TypeId::of::<String>(),
+        TypeId::of::<&'static str>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<usize>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<i32>(),
+    ]
+    .contains(&TypeId::of::<T>())
 }
 
 /// One variable: its field name, what goes before its value, and how to read it.
@@ -155,16 +198,8 @@ struct Field {
     text: Box<str>,
     ansi: Box<str>,
     json: Box<str>,
-    write: Arc<WriteField>,
-}
-
-/// Shows a value with its `Debug` implementation.
-struct AsDebug<'a, T>(&'a T);
-
-impl<T: fmt::Debug> fmt::Display for AsDebug<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0, f)
-    }
+    read: Arc<Read>,
+    default: Arc<WriteDefault>,
 }
 
 impl ContextFields {
@@ -188,15 +223,16 @@ impl ContextFields {
     where
         T: fmt::Display + Send + Sync + 'static,
     {
-        self.push(name, move |context, out, prefix, mode| {
-            match context.get(var) {
-                Some(value) => Some(write_field(out, prefix, Value::of(value), mode)),
-                // Not set: the variable's default, if it has one.
-                None => var.with(|value| {
+        self.push(
+            name,
+            is_plain::<T>(),
+            move |context| context.get(var).map(Value::of),
+            move |out, prefix, mode| {
+                var.with(|value| {
                     value.map(|value| write_field(out, prefix, Value::of(value), mode))
-                }),
-            }
-        })
+                })
+            },
+        )
     }
 
     /// Adds `var`, under its own name, written with `Debug`.
@@ -214,15 +250,16 @@ impl ContextFields {
     where
         T: fmt::Debug + Send + Sync + 'static,
     {
-        self.push(name, move |context, out, prefix, mode| {
-            let write = |out: &mut String, value: &T| {
-                write_field(out, prefix, Value::Formatted(&AsDebug(value)), mode)
-            };
-            match context.get(var) {
-                Some(value) => Some(write(out, value)),
-                None => var.with(|value| value.map(|value| write(out, value))),
-            }
-        })
+        self.push(
+            name,
+            is_plain::<T>(),
+            move |context| context.get(var).map(|value| Value::Debug(value)),
+            move |out, prefix, mode| {
+                var.with(|value| {
+                    value.map(|value| write_field(out, prefix, Value::Debug(value), mode))
+                })
+            },
+        )
     }
 
     /// Writes `placeholder` for variables that are not set where an event is emitted
@@ -236,17 +273,22 @@ impl ContextFields {
     /// Wraps an event formatter (such as `tracing_subscriber::fmt::format()` or its
     /// `.json()`) so that its lines carry these fields.
     pub fn wrap<E>(self, inner: E) -> ContextFormat<E> {
+        static FORMATS: AtomicU64 = AtomicU64::new(0);
         ContextFormat {
             inner,
             fields: self,
+            id: FORMATS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     fn push(
         mut self,
         name: &'static str,
-        write: impl Fn(&Context, &mut String, &str, Mode) -> Option<fmt::Result> + Send + Sync + 'static,
+        plain: bool,
+        read: impl for<'a> Fn(&'a Context) -> Option<Value<'a>> + Send + Sync + 'static,
+        default: impl Fn(&mut String, &str, Mode) -> Option<fmt::Result> + Send + Sync + 'static,
     ) -> Self {
+        self.impure |= !plain;
         let mut json = String::from("\"");
         let _ = JsonString(&mut json).write_str(name);
         json.push_str("\":\"");
@@ -255,20 +297,78 @@ impl ContextFields {
             text: format!(" {name}=").into(),
             ansi: format!(" \x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m").into(),
             json: json.into(),
-            write: Arc::new(write),
+            read: Arc::new(read),
+            default: Arc::new(default),
         });
         self
     }
 
     /// Appends the fields that have a value in the current context to `out`, as `mode`
-    /// wants them; whether it wrote any.
-    fn write_fields(&self, out: &mut String, mode: Mode, ansi: bool) -> Result<bool, fmt::Error> {
+    /// wants them; whether it wrote any. Reuses what an earlier line of `format` on this
+    /// thread wrote, when the current context still holds the same values.
+    fn append_fields(
+        &self,
+        format: u64,
+        out: &mut String,
+        mode: Mode,
+        ansi: bool,
+        kept: &mut Vec<Rendered>,
+    ) -> Result<bool, fmt::Error> {
         if self.fields.is_empty() {
             return Ok(false);
         }
+        if self.impure {
+            return self.render(&Context::current(), out, mode, ansi);
+        }
+        let key = (format, mode, ansi);
+        let at = match kept.iter().position(|rendered| rendered.key == key) {
+            Some(at) if kept[at].stamp.is_current() => {
+                let rendered = &kept[at];
+                out.push_str(&rendered.fields);
+                return Ok(rendered.any);
+            }
+            Some(at) => at,
+            None => {
+                if kept.len() == Rendered::KEPT {
+                    kept.remove(0);
+                }
+                kept.push(Rendered {
+                    key,
+                    stamp: Context::new().stamp(),
+                    fields: String::new(),
+                    any: false,
+                });
+                kept.len() - 1
+            }
+        };
         // One snapshot for all fields: a reference count, where reading each variable
         // on its own would take one per field.
         let context = Context::current();
+        let rendered = &mut kept[at];
+        rendered.fields.clear();
+        match self.render(&context, &mut rendered.fields, mode, ansi) {
+            Ok(any) => {
+                rendered.any = any;
+                rendered.stamp = context.stamp();
+                out.push_str(&rendered.fields);
+                Ok(any)
+            }
+            Err(error) => {
+                kept.remove(at);
+                Err(error)
+            }
+        }
+    }
+
+    /// Writes the fields that have a value in `context` to `out`, as `mode` wants them;
+    /// whether it wrote any.
+    fn render(
+        &self,
+        context: &Context,
+        out: &mut String,
+        mode: Mode,
+        ansi: bool,
+    ) -> Result<bool, fmt::Error> {
         let mut any = false;
         for field in &self.fields {
             let prefix = match mode {
@@ -276,17 +376,26 @@ impl ContextFields {
                 Mode::Text => &field.text,
                 Mode::Json => &field.json,
             };
-            let start = out.len();
             if any && mode == Mode::Json {
                 out.push(',');
             }
-            match ((field.write)(&context, out, prefix, mode), self.unset) {
+            if let Some(value) = (field.read)(context) {
+                write_field(out, prefix, value, mode)?;
+                any = true;
+                continue;
+            }
+            // Not set: the variable's default, else the placeholder, else nothing.
+            let start = out.len();
+            match ((field.default)(out, prefix, mode), self.unset) {
                 (Some(written), _) => written?,
                 (None, Some(placeholder)) => {
                     write_field(out, prefix, Value::Text(placeholder), mode)?;
                 }
                 (None, None) => {
-                    out.truncate(start);
+                    if any && mode == Mode::Json {
+                        // The separator written for this field.
+                        out.truncate(start - 1);
+                    }
                     continue;
                 }
             }
@@ -299,10 +408,16 @@ impl ContextFields {
     /// members of a JSON object (a line that starts with `{`), else as `name=value` pairs
     /// before the line's end. The fields are appended to `line` first, so that `out`
     /// gets a few large writes.
-    fn write_line(&self, out: &mut Writer<'_>, line: &mut String) -> fmt::Result {
+    fn write_line(
+        &self,
+        format: u64,
+        out: &mut Writer<'_>,
+        line: &mut String,
+        kept: &mut Vec<Rendered>,
+    ) -> fmt::Result {
         if line.starts_with('{') {
             let end = line.len();
-            if !self.write_fields(line, Mode::Json, false)? {
+            if !self.append_fields(format, line, Mode::Json, false, kept)? {
                 return out.write_str(line);
             }
             let (object, fields) = line.split_at(end);
@@ -316,9 +431,9 @@ impl ContextFields {
         }
         let newline = line.ends_with('\n');
         if newline {
-            line.pop();
+            line.truncate(line.len() - 1);
         }
-        self.write_fields(line, Mode::Text, out.has_ansi_escapes())?;
+        self.append_fields(format, line, Mode::Text, out.has_ansi_escapes(), kept)?;
         if newline {
             line.push('\n');
         }
@@ -333,6 +448,37 @@ impl fmt::Debug for ContextFields {
             .field("fields", &names)
             .field("unset", &self.unset)
             .finish()
+    }
+}
+
+/// Writes what it is given with the characters that can start a terminal escape
+/// sequence escaped, as tracing-subscriber escapes event fields in text: a value from
+/// the wire (a baggage entry, a header) must not recolour or rewrite a terminal.
+struct TerminalSafe<'a>(&'a mut String);
+
+impl fmt::Write for TerminalSafe<'_> {
+    fn write_str(&mut self, value: &str) -> fmt::Result {
+        // Values are almost always printable ASCII: one pass without an early exit
+        // (so that it vectorizes) says so.
+        let printable = value.bytes().fold(true, |printable, byte| {
+            printable & (byte.wrapping_sub(0x20) < 0x5f)
+        });
+        if printable {
+            self.0.push_str(value);
+            return Ok(());
+        }
+        // Else character by character: ESC, BEL, BS, FF and DEL, and the C1 controls
+        // (U+0080 to U+009F), as tracing-subscriber escapes them.
+        for ch in value.chars() {
+            match ch {
+                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' => {
+                    write!(self.0, "\\x{:02x}", u32::from(ch))?;
+                }
+                '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", u32::from(ch))?,
+                _ => self.0.push(ch),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -372,6 +518,8 @@ impl<W: fmt::Write> fmt::Write for JsonString<'_, W> {
 pub struct ContextFormat<E> {
     inner: E,
     fields: ContextFields,
+    /// Tells this format's kept fields from other formats' on the same thread.
+    id: u64,
 }
 
 impl<E> ContextFormat<E> {
@@ -386,11 +534,35 @@ impl<E> ContextFormat<E> {
     }
 }
 
+/// The fields a format last wrote on a thread, with a [`Stamp`] of the context they
+/// were read from: the next line in a context that still holds the same values (the
+/// common case: a task or request logging several lines) copies them instead of
+/// reading and writing every field again. The stamp keeps no value alive. Used only
+/// when every field's type writes the same value the same way (see [`is_plain`]).
+struct Rendered {
+    key: (u64, Mode, bool),
+    stamp: Stamp,
+    fields: String,
+    any: bool,
+}
+
+impl Rendered {
+    /// Formats kept per thread: a text and a JSON layer side by side, and some room.
+    const KEPT: usize = 4;
+}
+
+/// A thread's buffers: reused, so that an event allocates nothing once they have grown.
+#[derive(Default)]
+struct Buffers {
+    /// The wrapped formatter's line. (Writing through a splicing adapter instead costs
+    /// more than the copy: every small write of the wrapped formatter would go through
+    /// it.)
+    line: String,
+    kept: Vec<Rendered>,
+}
+
 thread_local! {
-    /// The wrapped formatter's line: reused, so that an event allocates nothing once the
-    /// buffer has grown. (Writing through a splicing adapter instead costs more than the
-    /// copy: every small write of the wrapped formatter would go through it.)
-    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+    static BUFFERS: RefCell<Buffers> = RefCell::default();
 }
 
 impl<S, N, E> FormatEvent<S, N> for ContextFormat<E>
@@ -405,20 +577,22 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let mut format = |line: &mut String| {
-            line.clear();
-            self.inner.format_event(ctx, Writer::new(line), event)?;
-            self.fields.write_line(&mut writer, line)
+        let mut format = |buffers: &mut Buffers| {
+            buffers.line.clear();
+            self.inner
+                .format_event(ctx, Writer::new(&mut buffers.line), event)?;
+            self.fields
+                .write_line(self.id, &mut writer, &mut buffers.line, &mut buffers.kept)
         };
-        // Formatting within formatting (a value's `Display` that logs) gets a buffer of
+        // Formatting within formatting (a value's `Display` that logs) gets buffers of
         // its own.
-        let reused = LINE.try_with(|line| {
-            let mut line = line.try_borrow_mut().ok()?;
-            Some(format(&mut line))
+        let reused = BUFFERS.try_with(|buffers| {
+            let mut buffers = buffers.try_borrow_mut().ok()?;
+            Some(format(&mut buffers))
         });
         match reused {
             Ok(Some(done)) => done,
-            Ok(None) | Err(_) => format(&mut String::new()),
+            Ok(None) | Err(_) => format(&mut Buffers::default()),
         }
     }
 }

@@ -79,6 +79,7 @@ fn tokio_spawn(c: &mut Criterion) {
     interleaved(
         c,
         "spawn_tokio",
+        1,
         &[
             ("raw", &raw),
             ("ctx", &ctx),
@@ -102,6 +103,7 @@ fn tokio_current_thread_spawn(c: &mut Criterion) {
     interleaved(
         c,
         "spawn_tokio_current_thread",
+        1,
         &[("raw", &raw), ("ctx", &ctx)],
     );
 }
@@ -112,7 +114,7 @@ fn smol_spawn(c: &mut Criterion) {
         let run = spawn_and_join(|| ctx_smol::spawn(async {}));
         smol::block_on(smol::spawn(context_with_8().scope(run)));
     };
-    interleaved(c, "spawn_smol", &[("raw", &raw), ("ctx", &ctx)]);
+    interleaved(c, "spawn_smol", 1, &[("raw", &raw), ("ctx", &ctx)]);
 }
 
 fn async_std_spawn(c: &mut Criterion) {
@@ -126,7 +128,7 @@ fn async_std_spawn(c: &mut Criterion) {
         let run = spawn_and_join(|| ctx_async_std::spawn(async {}));
         on_worker(Box::pin(context_with_8().scope(run)));
     };
-    interleaved(c, "spawn_async_std", &[("raw", &raw), ("ctx", &ctx)]);
+    interleaved(c, "spawn_async_std", 1, &[("raw", &raw), ("ctx", &ctx)]);
 }
 
 fn config() -> Criterion {

@@ -182,3 +182,238 @@ fn common_types_are_written_as_their_display_would() {
         assert_eq!(lines, [expected]);
     }
 }
+
+/// A line's fields are kept per thread and reused while the context holds the same
+/// values: every way of changing those values must show on the next line.
+#[test]
+fn kept_fields_follow_every_change_of_the_context() {
+    let lines = text(fields(), || {
+        REQUEST_ID.set(7);
+        TENANT.set("acme".into());
+        tracing::info!("a");
+        tracing::info!("a again");
+        // Written in place (the context is nobody else's): the kept fields must notice.
+        REQUEST_ID.set(8);
+        tracing::info!("b");
+        let token = TENANT.set("globex".into());
+        tracing::info!("c");
+        TENANT.reset(token).unwrap();
+        tracing::info!("d");
+        REQUEST_ID.sync_scope(9, || tracing::info!("e"));
+        tracing::info!("f");
+        Context::new()
+            .with_value(&REQUEST_ID, 1)
+            .run(|| tracing::info!("g"));
+        Context::new().run(|| tracing::info!("h"));
+        let snapshot = Context::current();
+        REQUEST_ID.set(10);
+        tracing::info!("i");
+        drop(snapshot);
+        tracing::info!("j");
+    });
+    assert_eq!(
+        lines,
+        [
+            " INFO log_lines: a request_id=7 tenant=acme",
+            " INFO log_lines: a again request_id=7 tenant=acme",
+            " INFO log_lines: b request_id=8 tenant=acme",
+            " INFO log_lines: c request_id=8 tenant=globex",
+            " INFO log_lines: d request_id=8 tenant=acme",
+            " INFO log_lines: e request_id=9 tenant=acme",
+            " INFO log_lines: f request_id=8 tenant=acme",
+            " INFO log_lines: g request_id=1",
+            " INFO log_lines: h",
+            " INFO log_lines: i request_id=10 tenant=acme",
+            " INFO log_lines: j request_id=10 tenant=acme",
+        ]
+    );
+}
+
+/// More formats on one thread than it keeps fields for, text and JSON, each with
+/// fields of its own, every line alternating between them.
+#[test]
+fn formats_side_by_side_each_write_their_own_fields() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let sets: Vec<ContextFields> = vec![
+        fields(),
+        ContextFields::new().display(&REGION),
+        ContextFields::new().display_as("rid", &REQUEST_ID),
+        ContextFields::new().display_as("t", &TENANT).unset_as("-"),
+        ContextFields::new()
+            .display_as("t", &TENANT)
+            .display_as("rid", &REQUEST_ID),
+        fields(),
+    ];
+    let captures: Vec<(Capture, bool)> = (0..sets.len() * 2)
+        .map(|i| (Capture::default(), i % 2 == 1))
+        .collect();
+    let layers: Vec<_> = captures
+        .iter()
+        .enumerate()
+        .map(|(i, (out, is_json))| {
+            let fields = sets[i / 2].clone();
+            let layer = tracing_subscriber::fmt::layer().with_writer(out.clone());
+            if *is_json {
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .map_event_format(|format| fields.wrap(format))
+                    .boxed()
+            } else {
+                layer
+                    .without_time()
+                    .with_ansi(false)
+                    .map_event_format(|format| fields.wrap(format))
+                    .boxed()
+            }
+        })
+        .collect();
+    let subscriber = tracing_subscriber::registry().with(layers);
+    tracing::subscriber::with_default(subscriber, || {
+        Context::new().run(|| {
+            tracing::info!("one");
+            REQUEST_ID.set(7);
+            tracing::info!("two");
+            TENANT.set("acme".into());
+            tracing::info!("three");
+            tracing::info!("four");
+        });
+    });
+    let expected: [&[&str]; 6] = [
+        &[
+            "",
+            " request_id=7",
+            " request_id=7 tenant=acme",
+            " request_id=7 tenant=acme",
+        ],
+        &[" region=eu"; 4],
+        &["", " rid=7", " rid=7", " rid=7"],
+        &[" t=-", " t=-", " t=acme", " t=acme"],
+        &["", " rid=7", " t=acme rid=7", " t=acme rid=7"],
+        &[
+            "",
+            " request_id=7",
+            " request_id=7 tenant=acme",
+            " request_id=7 tenant=acme",
+        ],
+    ];
+    for (i, (out, is_json)) in captures.iter().enumerate() {
+        let lines = out.lines();
+        assert_eq!(lines.len(), 4, "format {i}");
+        for (line, (fields, message)) in lines
+            .iter()
+            .zip(expected[i / 2].iter().zip(["one", "two", "three", "four"]))
+        {
+            if *is_json {
+                let line: serde_json::Value = serde_json::from_str(line).expect("JSON");
+                assert_eq!(line["message"], message, "format {i}");
+                let mut got = String::new();
+                for pair in fields.split(' ').filter(|pair| !pair.is_empty()) {
+                    let (name, _) = pair.split_once('=').unwrap();
+                    got.push_str(&format!(" {name}={}", line[name].as_str().unwrap()));
+                }
+                assert_eq!(&got, fields, "format {i}: {line}");
+            } else {
+                assert_eq!(
+                    *line,
+                    format!(" INFO log_lines: {message}{fields}"),
+                    "format {i}"
+                );
+            }
+        }
+    }
+}
+
+/// A type with a `Display` of its own may show state that changes without a `set`:
+/// its fields are written afresh on every line.
+#[test]
+fn a_display_of_its_own_is_called_for_every_line() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Progress(AtomicU64);
+    impl std::fmt::Display for Progress {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}%", self.0.load(Ordering::Relaxed))
+        }
+    }
+    static PROGRESS: ContextVar<Progress> = ContextVar::new("progress");
+    let lines = text(fields().display(&PROGRESS), || {
+        REQUEST_ID.set(7);
+        PROGRESS.set(Progress(AtomicU64::new(10)));
+        tracing::info!("a");
+        PROGRESS.with(|progress| progress.unwrap().0.store(90, Ordering::Relaxed));
+        tracing::info!("b");
+    });
+    assert_eq!(
+        lines,
+        [
+            " INFO log_lines: a request_id=7 progress=10%",
+            " INFO log_lines: b request_id=7 progress=90%",
+        ]
+    );
+}
+
+/// What a logged line keeps on its thread holds no value: a context's values (a
+/// database transaction, say) are dropped when the context goes, logged or not.
+#[test]
+fn logging_keeps_no_value_alive() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Transaction(Arc<AtomicBool>);
+    impl Drop for Transaction {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    static TRANSACTION: ContextVar<Transaction> = ContextVar::new("transaction");
+    let dropped = Arc::new(AtomicBool::new(false));
+    let lines = text(fields(), || {
+        let mut request = Context::new()
+            .with_value(&REQUEST_ID, 7)
+            .with_value(&TRANSACTION, Transaction(Arc::clone(&dropped)));
+        request.run(|| {
+            tracing::info!("a");
+            tracing::info!("b");
+        });
+        drop(request);
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the transaction outlived its context"
+        );
+    });
+    assert_eq!(lines.len(), 2);
+}
+
+/// A value from the wire must not reach a terminal as an escape sequence: text lines
+/// escape what tracing-subscriber escapes in event fields.
+#[test]
+fn terminal_controls_in_values_are_escaped_in_text() {
+    struct Shown(&'static str);
+    impl std::fmt::Display for Shown {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    static SHOWN: ContextVar<Shown> = ContextVar::new("shown");
+    let hostile = "a\u{1b}[31mred\u{7}\u{8}\u{c}\u{7f}\u{9b}2Jé\\n";
+    let lines = text(fields(), || {
+        TENANT.set(hostile.into());
+        tracing::info!("x");
+    });
+    let escaped = r"a\x1b[31mred\x07\x08\x0c\x7f\u{9b}2Jé\n";
+    assert_eq!(lines, [format!(" INFO log_lines: x tenant={escaped}")]);
+    let lines = text(ContextFields::new().display(&SHOWN), || {
+        SHOWN.set(Shown(hostile));
+        tracing::info!("x");
+    });
+    assert_eq!(lines, [format!(" INFO log_lines: x shown={escaped}")]);
+    // JSON escapes every control character already.
+    let lines = json(fields(), || {
+        TENANT.set(hostile.into());
+        tracing::info!("x");
+    });
+    assert_eq!(lines[0]["tenant"], hostile);
+}

@@ -325,6 +325,12 @@ const TARGETS: &[Target] = &[
         kind: TargetKind::PeerRatio,
     },
     Target {
+        what: "(ctx-tracing) the text line, a variable set before every event (no line reuses the last one's fields), vs the stock line with the same sets",
+        ours: "log_text/ctx_2_fields_set_each",
+        peer: "log_text/stock_set_each",
+        kind: TargetKind::PeerRatio,
+    },
+    Target {
         what: "(ctx-tracing) a JSON log line with 2 top-level context fields vs stock `fmt().json()`",
         ours: "log_json/ctx_2_fields",
         peer: "log_json/stock",

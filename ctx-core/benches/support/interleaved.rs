@@ -10,7 +10,9 @@ use criterion::Criterion;
 /// more than the few percent measured here, and whichever variant runs first pays for
 /// the allocator's growth; interleaving puts every variant under the same conditions, so
 /// their ratios hold even when absolute times move.
-pub(crate) fn interleaved(c: &mut Criterion, group: &str, runs: &[(&str, &dyn Fn())]) {
+///
+/// Each run performs `batch` operations; times are reported per operation.
+pub(crate) fn interleaved(c: &mut Criterion, group: &str, batch: u32, runs: &[(&str, &dyn Fn())]) {
     let mut group = c.benchmark_group(group);
     for (own, (name, _)) in runs.iter().enumerate() {
         group.bench_function(*name, |b| {
@@ -26,7 +28,7 @@ pub(crate) fn interleaved(c: &mut Criterion, group: &str, runs: &[(&str, &dyn Fn
                         }
                     }
                 }
-                elapsed
+                elapsed / batch
             });
         });
     }

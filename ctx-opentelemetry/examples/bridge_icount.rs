@@ -2,7 +2,7 @@
 //! `valgrind --tool=callgrind`: repeatable where criterion's times swing. See
 //! BENCHMARKS.md.
 //!
-//! `icount <op> <n>` polls a future `n` times, with `op` one of `bare` (no wrapper),
+//! `bridge_icount <op> <n>` polls a future `n` times, with `op` one of `bare` (no wrapper),
 //! `ctx` (ctx's wrapper, no bridge), `otel` (OpenTelemetry's own `with_context`),
 //! `bridge_unset` (the bridge installed, no OpenTelemetry context stored) and `bridge`
 //! (one stored). The cost of a poll is the difference between the counts for two `n`s,
@@ -20,7 +20,7 @@ use yields::{Yields, drive};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(op), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u32>())) else {
-        eprintln!("usage: icount <bare|ctx|otel|bridge_unset|bridge> <n>");
+        eprintln!("usage: bridge_icount <bare|ctx|otel|bridge_unset|bridge> <n>");
         std::process::exit(2);
     };
     let otel = opentelemetry::Context::new().with_baggage([KeyValue::new("tenant", "acme")]);
