@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::current;
@@ -197,6 +198,52 @@ impl Context {
         current::detach()
     }
 
+    /// Makes a new, empty context current until [`Fresh::leave`], which gives it back as
+    /// the code that ran in it left it: `Context::new().attach()` and
+    /// [`Context::detach`] in one pair, for executors that poll a task which has no
+    /// context of its own yet.
+    ///
+    /// When the current context is itself empty and has handed out no token (a runtime
+    /// worker's own context, normally) and no [observer](crate::observer) is installed,
+    /// nothing is swapped: the empty context already current serves as the new one, and
+    /// `leave` takes whatever was set in it back out. Code in between cannot tell the
+    /// difference; a poll that sets nothing costs two short visits to the thread-local.
+    ///
+    /// ```
+    /// use ctx_core::{Context, ContextVar};
+    ///
+    /// static STEP: ContextVar<u32> = ContextVar::new("step");
+    ///
+    /// # Context::new().run(|| {
+    /// let fresh = Context::enter_fresh();
+    /// assert_eq!(STEP.get(), None);
+    /// let quiet = fresh.leave();
+    /// assert!(quiet.is_empty());
+    ///
+    /// let fresh = Context::enter_fresh();
+    /// STEP.set(1);
+    /// let task = fresh.leave();
+    /// assert_eq!(task.get(&STEP), Some(&1)); // what the code set went with it
+    /// assert_eq!(STEP.get(), None); // and not into the thread's context
+    /// # });
+    /// ```
+    #[inline]
+    pub fn enter_fresh() -> Fresh {
+        match current::enter_fresh() {
+            Some(depth) => Fresh {
+                depth,
+                _thread: PhantomData,
+            },
+            None => {
+                Context::new().attach();
+                Fresh {
+                    depth: 0,
+                    _thread: PhantomData,
+                }
+            }
+        }
+    }
+
     /// The value `var` has in this context: set values only, never the variable's default.
     pub fn get<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<&T> {
         self.map.get(var.assigned_key()?).map(crate::var::downcast)
@@ -213,8 +260,9 @@ impl Context {
     }
 
     /// Whether no variable is set in this context.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.map.is_empty()
     }
 
     /// The variables set in this context and their values, in an unspecified (but
@@ -320,6 +368,41 @@ impl Context {
             let mut ctx = self;
             ctx.run(f)
         }
+    }
+}
+
+/// A new, empty context made current by [`Context::enter_fresh`] on this thread.
+#[must_use = "leave it with `Fresh::leave`: until then the thread stays in it"]
+pub struct Fresh {
+    /// The entry depth it was entered in place at; 0 when it was attached.
+    depth: u32,
+    /// Left on the thread that entered it.
+    _thread: PhantomData<*const ()>,
+}
+
+impl Fresh {
+    /// Leaves the context, restores the one that was current before, and gives it back
+    /// as the code that ran in it left it (empty if nothing was set).
+    ///
+    /// # Panics
+    ///
+    /// If a context entered after it ([`Context::run`], a poll, an attachment) is still
+    /// current: leave those first.
+    #[inline]
+    pub fn leave(self) -> Context {
+        if self.depth == 0 {
+            Context::detach().unwrap_or_default()
+        } else {
+            current::leave_fresh(self.depth)
+        }
+    }
+}
+
+impl fmt::Debug for Fresh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fresh")
+            .field("in_place", &(self.depth > 0))
+            .finish()
     }
 }
 

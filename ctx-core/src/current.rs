@@ -291,14 +291,62 @@ pub(crate) fn detach() -> Option<Context> {
     }
 }
 
-/// The panic of a [`detach`] from inside a context entered after the attachment.
+/// The panic of a [`detach`] or [`leave_fresh`] from inside a context entered after the
+/// one being left.
 #[cold]
 fn out_of_order((attached, found): (u32, u32)) -> ! {
     panic!(
-        "ctx: a context attached with `Context::attach` (entry depth {attached}) was \
-         detached while a context entered after it was still current (depth {found}); \
-         leave `run`s and polls before detaching"
+        "ctx: a context attached with `Context::attach` or entered with \
+         `Context::enter_fresh` (entry depth {attached}) was left while a context entered \
+         after it was still current (depth {found}); leave `run`s and polls before \
+         detaching"
     )
+}
+
+/// Enters a new, empty context *in place* when the current one is empty and has handed
+/// out no token (a worker thread's own context, normally) and no observer is installed:
+/// that context then serves as the new one, and only the entry is counted. The depth
+/// entered, for [`leave_fresh`]; `None` when the caller must attach an empty context.
+#[inline]
+pub(crate) fn enter_fresh() -> Option<u32> {
+    if observer::installed() > 0 {
+        // Observers are told of every entry, with the context swapped in.
+        return None;
+    }
+    with_mut(|current| {
+        // No token carries identity 0, so none from outside can reset in here.
+        (current.context.id == 0 && current.context.map.is_empty()).then(|| {
+            current.entered += 1;
+            current.entered
+        })
+    })
+    .ok()
+    .flatten()
+}
+
+/// Leaves the context [`enter_fresh`] entered in place at `depth`, giving back what was
+/// set in it and leaving an empty context current, as it was.
+///
+/// # Panics
+///
+/// If a context entered after it is still current.
+#[inline]
+pub(crate) fn leave_fresh(depth: u32) -> Context {
+    let left = with_mut(|current| {
+        // While unwinding, a second panic would abort: restore what can be restored.
+        if current.entered != depth && !std::thread::panicking() {
+            return Err((depth, current.entered));
+        }
+        current.entered -= 1;
+        // A move: nothing is dropped under the borrow.
+        Ok(std::mem::take(&mut current.context))
+    });
+    match left {
+        Ok(Ok(context)) => context,
+        Ok(Err(depths)) => out_of_order(depths),
+        // The thread is exiting: nothing is left to take.
+        Err(_) => Context::new(),
+    }
 }
 
 /// Gives the thread a new, empty base context in strict mode until the returned guard

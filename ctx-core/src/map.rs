@@ -139,6 +139,13 @@ impl Map {
         Map { root: None }
     }
 
+    /// Whether the map holds nothing: the empty map has no root, and a write that
+    /// empties a map drops its root.
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.root.is_none()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.root.as_ref().map_or(0, |root| {
             root.count as usize + root.local.as_ref().map_or(0, |local| local.count as usize)

@@ -11,7 +11,7 @@
 #[cfg(all(feature = "hooks", tokio_unstable))]
 fn main() {
     use ctx_tokio::hooks::TaskHooks;
-    use ctx_tokio::{Context, ContextVar};
+    use ctx_tokio::{Context, ContextVar, FutureExt};
 
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(op), Some(Ok(n))) = (
@@ -38,12 +38,15 @@ fn main() {
         other => panic!("unknown mode {other:?}"),
     }
     let rt = builder.build().expect("runtime");
-    let mut ctx = (0..8).fold(Context::new(), |ctx, i| {
+    let ctx = (0..8).fold(Context::new(), |ctx, i| {
         let var: &'static ContextVar<u64> = Box::leak(Box::new(ContextVar::new("v")));
         ctx.with_value(var, i)
     });
-    ctx.run(|| {
-        rt.block_on(async {
+    // The root future runs in the context with 8 variables, which is what the spawns
+    // see; tokio polls the tasks outside it, in the thread's own (empty) context, as on
+    // a worker thread or under `ctx_tokio::block_on`.
+    rt.block_on(
+        async {
             match op.as_str() {
                 "poll" => tokio::spawn(async move {
                     for _ in 0..n {
@@ -60,8 +63,9 @@ fn main() {
                 }
                 other => panic!("unknown op {other:?}"),
             }
-        });
-    });
+        }
+        .with_context(ctx),
+    );
 }
 
 #[cfg(not(all(feature = "hooks", tokio_unstable)))]

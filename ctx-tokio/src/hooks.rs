@@ -56,9 +56,11 @@
 //! context out of its shard and puts it back after, two uncontended lock round trips on
 //! a line no other task's poll is likely to touch. A task whose context is empty (nothing
 //! inherited, nothing set) has no entry, and each shard keeps its length where a poll can
-//! read it without the lock: polls of such tasks in an empty shard take no lock at all.
-//! (A lock-free map was not chosen: it would need `unsafe` or a dependency for what
-//! uncontended shards already give.) BENCHMARKS.md has the costs.
+//! read it without the lock: polls of such tasks in an empty shard take no lock at all,
+//! and enter their empty context with [`Context::enter_fresh`], which on a worker whose
+//! own context is empty (the usual case between tasks) swaps nothing. (A lock-free map
+//! was not chosen: it would need `unsafe` or a dependency for what uncontended shards
+//! already give.) BENCHMARKS.md has the costs.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -68,7 +70,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ctx_core::{Context, strict};
+use ctx_core::{Context, Fresh, strict};
 use tokio::runtime::{Builder, TaskMeta};
 use tokio::task::Id;
 
@@ -292,18 +294,19 @@ struct Shard {
 
 /// Each live task's context, by id, when it is not empty: see the module docs.
 struct Store {
-    shards: Box<[Shard]>,
+    shards: Box<[Shard; SHARDS]>,
 }
 
 impl Default for Store {
     fn default() -> Self {
         Store {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            shards: Box::new(std::array::from_fn(|_| Shard::default())),
         }
     }
 }
 
 impl Store {
+    #[inline]
     fn shard(&self, id: Id) -> &Shard {
         let mut hasher = IdHasher::default();
         std::hash::Hash::hash(&id, &mut hasher);
@@ -323,11 +326,19 @@ impl Store {
         drop(replaced);
     }
 
+    #[inline]
     fn take(&self, id: Id) -> Option<Context> {
         let shard = self.shard(id);
         if shard.len.load(Ordering::Relaxed) == 0 {
             return None;
         }
+        Self::take_from(shard, id)
+    }
+
+    /// The locked half of [`Store::take`], out of line: a poll of a task with nothing
+    /// stored in an empty shard never gets here.
+    #[inline(never)]
+    fn take_from(shard: &Shard, id: Id) -> Option<Context> {
         let mut map = lock(&shard.map);
         let taken = map.remove(&id);
         shard.len.store(map.len(), Ordering::Relaxed);
@@ -356,6 +367,11 @@ thread_local! {
 
     /// The task that ended during the poll now ending on this thread.
     static ENDED: Cell<Option<Id>> = const { Cell::new(None) };
+
+    /// How the task being polled entered its context when it had none stored: the
+    /// empty context ctx-core entered for it (in place, normally: see
+    /// [`Context::enter_fresh`]). `None` while a stored context is attached.
+    static FRESH: Cell<Option<Fresh>> = const { Cell::new(None) };
 }
 
 /// Marks the spawns of ctx's adapters on this thread until dropped.
@@ -394,14 +410,21 @@ impl Shared {
     }
 
     fn before_poll(&self, id: Id) {
-        self.store.take(id).unwrap_or_default().attach();
+        match self.store.take(id) {
+            Some(context) => context.attach(),
+            None => FRESH.set(Some(Context::enter_fresh())),
+        }
         POLLING.set(Some(id));
     }
 
     fn after_poll(&self, id: Id) {
         POLLING.set(None);
-        let Some(context) = Context::detach() else {
-            return;
+        let context = match FRESH.take() {
+            Some(fresh) => fresh.leave(),
+            None => match Context::detach() {
+                Some(context) => context,
+                None => return,
+            },
         };
         let ended = ENDED.get() == Some(id);
         if ended {

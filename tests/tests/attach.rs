@@ -58,3 +58,86 @@ fn detaching_from_inside_a_later_run_panics_and_says_what_to_do() {
         assert!(Context::detach().is_some());
     });
 }
+
+/// `Context::enter_fresh`: an empty context for one poll, entered in place when the
+/// thread's context is empty and untouched, by attaching otherwise; the same behaviour
+/// either way.
+#[test]
+fn a_fresh_entry_behaves_the_same_in_place_and_attached() {
+    fresh(|| {
+        // In place: the current context is empty and has handed out no token.
+        let entry = Context::enter_fresh();
+        assert_eq!(STEP.get(), None);
+        let token = STEP.set(1);
+        let task = entry.leave();
+        assert_eq!(STEP.get(), None, "the set went with the task's context");
+        assert_eq!(task.get(&STEP), Some(&1));
+        // Its token belongs to the context that left, wherever it is current next.
+        task.attach();
+        STEP.reset(token).unwrap();
+        assert!(Context::detach().unwrap().is_empty());
+        // Nothing set: an empty context back, and the thread's context untouched.
+        assert!(Context::enter_fresh().leave().is_empty());
+
+        // Attached: the current context holds a value, which the entry must not see.
+        OUTER.set("thread");
+        let entry = Context::enter_fresh();
+        assert_eq!(OUTER.get(), None);
+        STEP.set(2);
+        let task = entry.leave();
+        assert_eq!(task.get(&STEP), Some(&2));
+        assert_eq!(task.get(&OUTER), None);
+        assert_eq!((OUTER.get(), STEP.get()), (Some("thread"), None));
+    });
+}
+
+#[test]
+fn a_fresh_entry_does_not_take_an_emptied_context_with_live_tokens_in_place() {
+    fresh(|| {
+        // Empty again, but it handed out a token that is still live.
+        let first = STEP.set(1);
+        let second = STEP.set(2);
+        STEP.reset(first).unwrap();
+        assert!(Context::current().is_empty());
+        let entry = Context::enter_fresh();
+        assert_eq!(
+            STEP.reset(second),
+            Err(ctx_core::ResetError::WrongContext),
+            "a token from outside must not reset inside the fresh context"
+        );
+        drop(entry.leave());
+    });
+}
+
+#[test]
+fn a_fresh_entry_counts_as_entered_for_strict_mode() {
+    std::thread::spawn(|| {
+        ctx_core::strict::enable();
+        let entry = Context::enter_fresh();
+        STEP.set(3); // allowed: the task's own context
+        let task = entry.leave();
+        assert_eq!(task.get(&STEP), Some(&3));
+        assert!(expect_panic(|| STEP.set(4)).contains("strict"));
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn leaving_a_fresh_entry_from_inside_a_later_attachment_panics() {
+    // A thread of its own: the refused entry cannot be left again, and stays counted.
+    std::thread::spawn(|| {
+        let entry = Context::enter_fresh();
+        Context::new().with_value(&OUTER, "later").attach();
+        let message = expect_panic(|| entry.leave());
+        assert!(
+            message.contains("leave `run`s and polls before detaching"),
+            "{message}"
+        );
+        // Nothing was undone.
+        assert_eq!(OUTER.get(), Some("later"));
+        assert!(Context::detach().is_some());
+    })
+    .join()
+    .unwrap();
+}
