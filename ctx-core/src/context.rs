@@ -198,16 +198,16 @@ impl Context {
         current::detach()
     }
 
-    /// Makes a new, empty context current until [`Fresh::leave`], which gives it back as
-    /// the code that ran in it left it: `Context::new().attach()` and
-    /// [`Context::detach`] in one pair, for executors that poll a task which has no
-    /// context of its own yet.
+    /// Makes this context current until [`Entry::leave`], which restores the one that was
+    /// current before and gives this one back as the code that ran in it left it: an
+    /// [`attach`](Context::attach) and [`detach`](Context::detach) pair for executors
+    /// that keep a task's context between polls, with nothing to pair up by hand.
     ///
-    /// When the current context is itself empty and has handed out no token (a runtime
-    /// worker's own context, normally) and no [observer](crate::observer) is installed,
-    /// nothing is swapped: the empty context already current serves as the new one, and
-    /// `leave` takes whatever was set in it back out. Code in between cannot tell the
-    /// difference; a poll that sets nothing costs two short visits to the thread-local.
+    /// When the current context is empty and has handed out no token (a runtime worker's
+    /// own context, normally) and no [observer](crate::observer) is installed, nothing is
+    /// kept aside: the context moves into the thread's slot and `leave` moves it back
+    /// out, leaving an empty context as before. Code in between cannot tell the
+    /// difference; an entry and its leave cost two short visits to the thread-local.
     ///
     /// ```
     /// use ctx_core::{Context, ContextVar};
@@ -215,32 +215,31 @@ impl Context {
     /// static STEP: ContextVar<u32> = ContextVar::new("step");
     ///
     /// # Context::new().run(|| {
-    /// let fresh = Context::enter_fresh();
-    /// assert_eq!(STEP.get(), None);
-    /// let quiet = fresh.leave();
-    /// assert!(quiet.is_empty());
-    ///
-    /// let fresh = Context::enter_fresh();
-    /// STEP.set(1);
-    /// let task = fresh.leave();
-    /// assert_eq!(task.get(&STEP), Some(&1)); // what the code set went with it
+    /// let mut task = Context::new();
+    /// for step in 0..3_u32 {
+    ///     let entry = task.enter();
+    ///     // The task's code, in its own context:
+    ///     assert_eq!(STEP.get(), step.checked_sub(1));
+    ///     STEP.set(step);
+    ///     task = entry.leave();
+    /// }
+    /// assert_eq!(task.get(&STEP), Some(&2)); // what the code set went with it
     /// assert_eq!(STEP.get(), None); // and not into the thread's context
     /// # });
     /// ```
     #[inline]
-    pub fn enter_fresh() -> Fresh {
-        match current::enter_fresh() {
-            Some(depth) => Fresh {
-                depth,
-                _thread: PhantomData,
-            },
+    pub fn enter(mut self) -> Entry {
+        let depth = match current::enter_in_place(&mut self) {
+            // `self` now holds the empty context that was current: nothing to drop.
+            Some(depth) => depth,
             None => {
-                Context::new().attach();
-                Fresh {
-                    depth: 0,
-                    _thread: PhantomData,
-                }
+                self.attach();
+                0
             }
+        };
+        Entry {
+            depth,
+            _thread: PhantomData,
         }
     }
 
@@ -371,18 +370,18 @@ impl Context {
     }
 }
 
-/// A new, empty context made current by [`Context::enter_fresh`] on this thread.
-#[must_use = "leave it with `Fresh::leave`: until then the thread stays in it"]
-pub struct Fresh {
+/// A context made current by [`Context::enter`] on this thread, until [`Entry::leave`].
+#[must_use = "leave it with `Entry::leave`: until then the thread stays in the context"]
+pub struct Entry {
     /// The entry depth it was entered in place at; 0 when it was attached.
     depth: u32,
     /// Left on the thread that entered it.
     _thread: PhantomData<*const ()>,
 }
 
-impl Fresh {
+impl Entry {
     /// Leaves the context, restores the one that was current before, and gives it back
-    /// as the code that ran in it left it (empty if nothing was set).
+    /// as the code that ran in it left it.
     ///
     /// # Panics
     ///
@@ -393,14 +392,14 @@ impl Fresh {
         if self.depth == 0 {
             Context::detach().unwrap_or_default()
         } else {
-            current::leave_fresh(self.depth)
+            current::leave_in_place(self.depth)
         }
     }
 }
 
-impl fmt::Debug for Fresh {
+impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Fresh")
+        f.debug_struct("Entry")
             .field("in_place", &(self.depth > 0))
             .finish()
     }

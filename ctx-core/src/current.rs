@@ -291,31 +291,34 @@ pub(crate) fn detach() -> Option<Context> {
     }
 }
 
-/// The panic of a [`detach`] or [`leave_fresh`] from inside a context entered after the
+/// The panic of a [`detach`] or [`leave_in_place`] from inside a context entered after the
 /// one being left.
 #[cold]
 fn out_of_order((attached, found): (u32, u32)) -> ! {
     panic!(
         "ctx: a context attached with `Context::attach` or entered with \
-         `Context::enter_fresh` (entry depth {attached}) was left while a context entered \
+         `Context::enter` (entry depth {attached}) was left while a context entered \
          after it was still current (depth {found}); leave `run`s and polls before \
          detaching"
     )
 }
 
-/// Enters a new, empty context *in place* when the current one is empty and has handed
-/// out no token (a worker thread's own context, normally) and no observer is installed:
-/// that context then serves as the new one, and only the entry is counted. The depth
-/// entered, for [`leave_fresh`]; `None` when the caller must attach an empty context.
+/// Makes `ctx` current *in place* when the current context is empty and has handed out
+/// no token (a worker thread's own context, normally) and no observer is installed:
+/// there is then nothing to keep aside, and `ctx` takes its place in the slot, leaving
+/// that empty context in `ctx`. The depth entered, for [`leave_in_place`]; `None` (and
+/// `ctx` untouched) when the caller must attach instead.
 #[inline]
-pub(crate) fn enter_fresh() -> Option<u32> {
+pub(crate) fn enter_in_place(ctx: &mut Context) -> Option<u32> {
     if observer::installed() > 0 {
         // Observers are told of every entry, with the context swapped in.
         return None;
     }
     with_mut(|current| {
-        // No token carries identity 0, so none from outside can reset in here.
+        // No token carries identity 0, so none from outside could have reset in the
+        // context that `leave_in_place` will put back.
         (current.context.id == 0 && current.context.map.is_empty()).then(|| {
+            std::mem::swap(&mut current.context, ctx);
             current.entered += 1;
             current.entered
         })
@@ -324,14 +327,14 @@ pub(crate) fn enter_fresh() -> Option<u32> {
     .flatten()
 }
 
-/// Leaves the context [`enter_fresh`] entered in place at `depth`, giving back what was
-/// set in it and leaving an empty context current, as it was.
+/// Leaves the context [`enter_in_place`] entered at `depth`, giving it back as the code
+/// that ran in it left it and leaving an empty context current, as it was.
 ///
 /// # Panics
 ///
 /// If a context entered after it is still current.
 #[inline]
-pub(crate) fn leave_fresh(depth: u32) -> Context {
+pub(crate) fn leave_in_place(depth: u32) -> Context {
     let left = with_mut(|current| {
         // While unwinding, a second panic would abort: restore what can be restored.
         if current.entered != depth && !std::thread::panicking() {

@@ -65,7 +65,7 @@ pub mod observer;
 pub mod strict;
 pub mod thread;
 
-pub use context::{Context, Fresh, VarInfo, copy_context};
+pub use context::{Context, Entry, VarInfo, copy_context};
 pub use error::{AccessError, ResetError};
 pub use future::{FutureExt, WithContext};
 #[cfg(feature = "tower")]

@@ -50,17 +50,25 @@
 //! tokio's hooks see a task's id, not the task: each task's context has to be kept
 //! beside it, in a map from id to context that every worker reaches. A single global
 //! `Mutex<HashMap>` was measured at 52–72 ns a poll (two lock round trips on one
-//! contended line). Here the map is split into 64 shards by a one-multiplication hash
-//! of the id (tokio's ids are sequential; the hash sends neighbours to different
-//! shards), each a `Mutex<HashMap>` on a cache line of its own: a poll takes its task's
-//! context out of its shard and puts it back after, two uncontended lock round trips on
-//! a line no other task's poll is likely to touch. A task whose context is empty (nothing
-//! inherited, nothing set) has no entry, and each shard keeps its length where a poll can
-//! read it without the lock: polls of such tasks in an empty shard take no lock at all,
-//! and enter their empty context with [`Context::enter_fresh`], which on a worker whose
-//! own context is empty (the usual case between tasks) swaps nothing. (A lock-free map
-//! was not chosen: it would need `unsafe` or a dependency for what uncontended shards
-//! already give.) BENCHMARKS.md has the costs.
+//! contended line). Here the map is split into 64 shards by the id's low bits (tokio's
+//! ids are sequential: neighbours go to different shards), each a `Mutex<HashMap>` on a
+//! cache line of its own: a poll takes its task's context out of its shard and puts it
+//! back after, two uncontended lock round trips on a line no other task's poll is likely
+//! to touch. Inside a shard, tasks spawned one after another sit in neighbouring buckets
+//! (the store's `IdHasher`), so a burst of spawns, and then of first polls, walks memory in
+//! order: scattered buckets made a spawned task cost 1.7× a hook-less one where it now
+//! costs about 1.3×.
+//!
+//! A task whose context is empty (nothing inherited, nothing set) has no entry, and each
+//! shard keeps its length where a poll can read it without the lock: polls of such tasks
+//! in an empty shard take no lock at all. Every task enters its context with
+//! [`Context::enter`], which on a worker whose own context is empty (the usual case
+//! between tasks) moves it into the thread's slot and out again, keeping nothing aside.
+//!
+//! A lock-free map was not chosen: it would need `unsafe` or a dependency, and would
+//! still pay an atomic exchange on each side of a poll where an uncontended lock pays
+//! two; the locks are not where most of a poll's cost goes (BENCHMARKS.md has the
+//! breakdown).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -70,7 +78,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ctx_core::{Context, Fresh, strict};
+use ctx_core::{Context, Entry, strict};
 use tokio::runtime::{Builder, TaskMeta};
 use tokio::task::Id;
 
@@ -246,21 +254,27 @@ impl fmt::Debug for TaskHooks {
     }
 }
 
-/// Hashes a task id with one multiplication (Fibonacci hashing). tokio's ids are
-/// sequential integers: an identity hash would be cheaper still, but the hash map takes
-/// its bucket from the low bits and its tag from the top seven, and ids that share a
-/// shard differ only in the bits above the shard's: with the identity every id in a
-/// shard collided (an insert cost ~600 instructions). The product spreads every bit of
-/// the id over the top ones.
+/// Hashes a task id for the map of its shard. tokio's ids are sequential integers, and
+/// the shard is the id's low bits ([`shard_of`]): neighbours go to different shards.
+/// Inside a shard the map takes its bucket from the hash's low bits and a tag from its
+/// top seven. The low bits are the id's remaining bits, as they are: tasks spawned one
+/// after another sit in neighbouring buckets, so a burst of spawns and then of polls
+/// walks the table in order instead of touching a random cache line each. The tag is
+/// the top of the id times 2^64 / the golden ratio, which mixes every bit of the id in:
+/// with the identity there, every id in a shard had the same tag, and each lookup
+/// compared keys across the whole group (an insert cost ~600 instructions).
 #[derive(Default)]
 struct IdHasher(u64);
 
-/// 2^64 divided by the golden ratio: consecutive ids land far apart.
+/// 2^64 divided by the golden ratio.
 const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+/// The bits of a hash the map takes its tag from.
+const TAG: u64 = 0x7F << 57;
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        self.0
+        let id = self.0;
+        (id >> SHARDS.trailing_zeros()) & !TAG | id.wrapping_mul(FIBONACCI) & TAG
     }
     fn write(&mut self, bytes: &[u8]) {
         // Not reached for `Id` (which writes one `u64`); any other input still hashes.
@@ -269,15 +283,22 @@ impl Hasher for IdHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(FIBONACCI);
+        self.0 = n;
     }
 }
 
 type IdMap<V> = HashMap<Id, V, BuildHasherDefault<IdHasher>>;
 
 const SHARDS: usize = 64;
-// The shard is the hash's top bits.
 const _: () = assert!(SHARDS.is_power_of_two());
+
+/// The shard of a task: its id's low bits.
+#[inline]
+fn shard_of(id: Id) -> usize {
+    let mut hasher = IdHasher::default();
+    std::hash::Hash::hash(&id, &mut hasher);
+    hasher.0 as usize % SHARDS
+}
 
 /// One shard of the store, on a cache line of its own so that polls of tasks in
 /// different shards never contend for a line.
@@ -308,10 +329,7 @@ impl Default for Store {
 impl Store {
     #[inline]
     fn shard(&self, id: Id) -> &Shard {
-        let mut hasher = IdHasher::default();
-        std::hash::Hash::hash(&id, &mut hasher);
-        // The top bits: the best mixed (the map's buckets use the low ones).
-        &self.shards[(hasher.finish() >> (64 - SHARDS.trailing_zeros())) as usize]
+        &self.shards[shard_of(id)]
     }
 
     fn put(&self, id: Id, context: Context) {
@@ -359,19 +377,20 @@ thread_local! {
     /// already: the spawn hook then stores nothing for it (no double wrap cost).
     static WRAPPED: Cell<bool> = const { Cell::new(false) };
 
-    /// The task being polled on this thread, if any: tokio ends a task (`terminate`)
-    /// inside its last poll, and that poll's end must then drop its context rather than
-    /// store it. Task polls do not nest on a thread: tokio refuses to start a runtime
-    /// inside another's task.
-    static POLLING: Cell<Option<Id>> = const { Cell::new(None) };
+    /// The poll under way on this thread, if any. Task polls do not nest on a thread:
+    /// tokio refuses to start a runtime inside another's task.
+    static POLL: Cell<Option<Poll>> = const { Cell::new(None) };
+}
 
-    /// The task that ended during the poll now ending on this thread.
-    static ENDED: Cell<Option<Id>> = const { Cell::new(None) };
-
-    /// How the task being polled entered its context when it had none stored: the
-    /// empty context ctx-core entered for it (in place, normally: see
-    /// [`Context::enter_fresh`]). `None` while a stored context is attached.
-    static FRESH: Cell<Option<Fresh>> = const { Cell::new(None) };
+/// A task's poll, from the hook before it to the hook after it.
+struct Poll {
+    task: Id,
+    /// The task's context, entered for the poll: in place, normally (see
+    /// [`Context::enter`]).
+    entry: Entry,
+    /// Whether the task ended during the poll (tokio runs `terminate` inside a task's
+    /// last poll): its context is then dropped after the poll rather than stored.
+    ended: bool,
 }
 
 /// Marks the spawns of ctx's adapters on this thread until dropped.
@@ -409,27 +428,22 @@ impl Shared {
         }
     }
 
+    #[inline]
     fn before_poll(&self, id: Id) {
-        match self.store.take(id) {
-            Some(context) => context.attach(),
-            None => FRESH.set(Some(Context::enter_fresh())),
-        }
-        POLLING.set(Some(id));
+        let context = self.store.take(id).unwrap_or_default();
+        POLL.set(Some(Poll {
+            task: id,
+            entry: context.enter(),
+            ended: false,
+        }));
     }
 
+    #[inline]
     fn after_poll(&self, id: Id) {
-        POLLING.set(None);
-        let context = match FRESH.take() {
-            Some(fresh) => fresh.leave(),
-            None => match Context::detach() {
-                Some(context) => context,
-                None => return,
-            },
-        };
-        let ended = ENDED.get() == Some(id);
-        if ended {
-            ENDED.set(None);
-        } else if !context.is_empty() {
+        let Some(poll) = POLL.take() else { return };
+        debug_assert_eq!(poll.task, id, "task polls do not nest on a thread");
+        let context = poll.entry.leave();
+        if !poll.ended && !context.is_empty() {
             self.store.put(id, context);
         }
         // Otherwise dropped here, outside every borrow.
@@ -438,13 +452,22 @@ impl Shared {
     /// At the task's end: during its last poll, on the thread polling it, or when a
     /// runtime shuts down with the task still pending.
     fn terminated(&self, id: Id, spawned_at: &'static Location<'static>) {
-        let during_poll = POLLING.get() == Some(id);
-        let left = if during_poll {
-            ENDED.set(Some(id));
-            // Its context is the current one until the poll ends.
-            Context::current()
-        } else {
-            self.store.take(id).unwrap_or_default()
+        let left = match POLL.take() {
+            Some(mut poll) if poll.task == id => {
+                poll.ended = true;
+                POLL.set(Some(poll));
+                // Its context is the current one until the poll ends; read only for a
+                // report.
+                if self.mode == Mode::Isolate && strict::is_enabled() {
+                    Context::current()
+                } else {
+                    return;
+                }
+            }
+            other => {
+                POLL.set(other);
+                self.store.take(id).unwrap_or_default()
+            }
         };
         if self.mode == Mode::Isolate && !left.is_empty() && strict::is_enabled() {
             let leak = Leak {

@@ -199,32 +199,45 @@ fn isolate_reports_a_leaking_task_with_its_spawn_location_current_thread() {
     leaks_are_reported_and_seen_by_no_one("current_thread");
 }
 
+/// A task's own `set`s, and their tokens, carry over from one poll to the next, on
+/// whichever worker polls it; resetting restores what the task started with.
 #[test]
-fn sets_persist_across_polls_and_stay_in_their_task() {
-    for hooks in [TaskHooks::inherit(), TaskHooks::isolate()] {
+fn sets_and_tokens_persist_across_polls_and_stay_in_their_task() {
+    for (hooks, start) in [
+        (TaskHooks::inherit(), Some(1000)),
+        (TaskHooks::isolate(), None),
+    ] {
         let rt = runtime("multi_thread", hooks);
-        Context::new().run(|| {
+        Context::new().with_value(&REQUEST_ID, 1000).run(|| {
             let seen = rt.block_on(async {
                 let tasks: Vec<_> = (0..50u64)
                     .map(|i| {
                         tokio::spawn(async move {
-                            REQUEST_ID.set(i);
+                            let first = REQUEST_ID.get();
+                            let token = REQUEST_ID.set(i);
                             let mut same = true;
                             for _ in 0..20 {
                                 tokio::task::yield_now().await;
                                 same &= REQUEST_ID.get() == Some(i);
                             }
-                            same
+                            let reset = REQUEST_ID.reset(token);
+                            (first, same, reset, REQUEST_ID.get())
                         })
                     })
                     .collect();
-                let mut all = true;
+                let mut seen = Vec::new();
                 for task in tasks {
-                    all &= task.await.unwrap();
+                    seen.push(task.await.unwrap());
                 }
-                all
+                seen
             });
-            assert!(seen);
+            for (first, same, reset, last) in seen {
+                assert_eq!(first, start);
+                assert!(same, "a set is kept from poll to poll");
+                assert_eq!(reset, Ok(()), "a token from an earlier poll resets");
+                assert_eq!(last, start);
+            }
+            assert_eq!(REQUEST_ID.get(), Some(1000), "nothing leaks back");
         });
     }
 }

@@ -59,14 +59,13 @@ fn detaching_from_inside_a_later_run_panics_and_says_what_to_do() {
     });
 }
 
-/// `Context::enter_fresh`: an empty context for one poll, entered in place when the
-/// thread's context is empty and untouched, by attaching otherwise; the same behaviour
-/// either way.
+/// `Context::enter`: a context for one poll, entered in place when the thread's context
+/// is empty and untouched, by attaching otherwise; the same behaviour either way.
 #[test]
-fn a_fresh_entry_behaves_the_same_in_place_and_attached() {
+fn an_empty_entry_behaves_the_same_in_place_and_attached() {
     fresh(|| {
         // In place: the current context is empty and has handed out no token.
-        let entry = Context::enter_fresh();
+        let entry = Context::new().enter();
         assert_eq!(STEP.get(), None);
         let token = STEP.set(1);
         let task = entry.leave();
@@ -77,11 +76,11 @@ fn a_fresh_entry_behaves_the_same_in_place_and_attached() {
         STEP.reset(token).unwrap();
         assert!(Context::detach().unwrap().is_empty());
         // Nothing set: an empty context back, and the thread's context untouched.
-        assert!(Context::enter_fresh().leave().is_empty());
+        assert!(Context::new().enter().leave().is_empty());
 
         // Attached: the current context holds a value, which the entry must not see.
         OUTER.set("thread");
-        let entry = Context::enter_fresh();
+        let entry = Context::new().enter();
         assert_eq!(OUTER.get(), None);
         STEP.set(2);
         let task = entry.leave();
@@ -91,29 +90,60 @@ fn a_fresh_entry_behaves_the_same_in_place_and_attached() {
     });
 }
 
+/// What an executor does with a task's own context: enter it for a poll, take it back
+/// after, enter it again for the next. Its values and its tokens carry over from poll to
+/// poll, in place or attached, and nothing reaches the thread's context.
 #[test]
-fn a_fresh_entry_does_not_take_an_emptied_context_with_live_tokens_in_place() {
+fn a_context_entered_poll_after_poll_keeps_its_values_and_tokens() {
+    fresh(|| {
+        for outer in [None, Some("thread")] {
+            if let Some(outer) = outer {
+                // Not empty: every entry is an attachment.
+                OUTER.set(outer);
+            }
+            let mut task = Context::new().with_value(&OUTER, "task");
+            let entry = task.enter();
+            assert_eq!(OUTER.get(), Some("task"));
+            let token = STEP.set(1);
+            task = entry.leave();
+            assert_eq!((OUTER.get(), STEP.get()), (outer, None));
+
+            let entry = task.enter();
+            assert_eq!(STEP.get(), Some(1));
+            STEP.reset(token)
+                .expect("a token from the task's last poll");
+            STEP.set(2);
+            task = entry.leave();
+            assert_eq!((OUTER.get(), STEP.get()), (outer, None));
+            assert_eq!(task.get(&STEP), Some(&2));
+            assert_eq!(task.get(&OUTER), Some(&"task"));
+        }
+    });
+}
+
+#[test]
+fn an_entry_does_not_take_the_place_of_an_emptied_context_with_live_tokens() {
     fresh(|| {
         // Empty again, but it handed out a token that is still live.
         let first = STEP.set(1);
         let second = STEP.set(2);
         STEP.reset(first).unwrap();
         assert!(Context::current().is_empty());
-        let entry = Context::enter_fresh();
+        let entry = Context::new().enter();
         assert_eq!(
             STEP.reset(second),
             Err(ctx_core::ResetError::WrongContext),
-            "a token from outside must not reset inside the fresh context"
+            "a token from outside must not reset inside the entered context"
         );
         drop(entry.leave());
     });
 }
 
 #[test]
-fn a_fresh_entry_counts_as_entered_for_strict_mode() {
+fn an_entry_counts_as_entered_for_strict_mode() {
     std::thread::spawn(|| {
         ctx_core::strict::enable();
-        let entry = Context::enter_fresh();
+        let entry = Context::new().enter();
         STEP.set(3); // allowed: the task's own context
         let task = entry.leave();
         assert_eq!(task.get(&STEP), Some(&3));
@@ -124,10 +154,10 @@ fn a_fresh_entry_counts_as_entered_for_strict_mode() {
 }
 
 #[test]
-fn leaving_a_fresh_entry_from_inside_a_later_attachment_panics() {
+fn leaving_an_entry_from_inside_a_later_attachment_panics() {
     // A thread of its own: the refused entry cannot be left again, and stays counted.
     std::thread::spawn(|| {
-        let entry = Context::enter_fresh();
+        let entry = Context::new().enter();
         Context::new().with_value(&OUTER, "later").attach();
         let message = expect_panic(|| entry.leave());
         assert!(

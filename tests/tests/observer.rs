@@ -68,9 +68,9 @@ fn observers_see_every_switch_in_nested_pairs() {
         assert!(Context::detach().is_some());
         assert_eq!(take_seen(), ["a+attached", "a-attached"]);
 
-        // A fresh entry (what a task with no context of its own gets): never in place
-        // while an observer is installed, so the observer sees it like any other.
-        let entry = Context::enter_fresh();
+        // An entry (what an executor makes for each poll): never in place while an
+        // observer is installed, so the observer sees it like any other.
+        let entry = Context::new().enter();
         NAME.set("fresh");
         assert_eq!(entry.leave().get(&NAME), Some(&"fresh"));
         assert_eq!(take_seen(), ["a+-", "a-fresh"]);
