@@ -50,25 +50,33 @@
 //! tokio's hooks see a task's id, not the task: each task's context has to be kept
 //! beside it, in a map from id to context that every worker reaches. A single global
 //! `Mutex<HashMap>` was measured at 52–72 ns a poll (two lock round trips on one
-//! contended line). Here the map is split into 64 shards by the id's low bits (tokio's
-//! ids are sequential: neighbours go to different shards), each a `Mutex<HashMap>` on a
-//! cache line of its own: a poll takes its task's context out of its shard and puts it
-//! back after, two uncontended lock round trips on a line no other task's poll is likely
-//! to touch. Inside a shard, tasks spawned one after another sit in neighbouring buckets
-//! (the store's `IdHasher`), so a burst of spawns, and then of first polls, walks memory in
-//! order: scattered buckets made a spawned task cost 1.7× a hook-less one where it now
-//! costs about 1.3×.
+//! contended line, and a hash map's work on each side). Here the store is split into 64
+//! shards by the id's low bits (tokio's ids are sequential: neighbours go to different
+//! shards), each behind a lock of its own, starting a cache line of its own: a poll
+//! takes its task's context out of its shard and puts it back after, two uncontended
+//! lock round trips on a line that no other task's poll is likely to touch.
+//!
+//! Inside a shard, each id has a place of its own, picked by its next bits: 4 096
+//! places in all, found without hashing, and taken in order by tasks spawned one after
+//! another. A task whose place is held by another task's context when its own is stored
+//! goes to the shard's hash map instead, whose buckets also follow the ids' order. So a
+//! runtime with up to a few thousand tasks holding contexts at once rarely hashes, and
+//! a burst of spawns, then of first polls, walks memory in order rather than touching a
+//! random cache line each (with buckets scattered by a hash, a task spawned and joined
+//! measured 1.75× a hook-less one; it measures about 1.5× now).
 //!
 //! A task whose context is empty (nothing inherited, nothing set) has no entry, and each
-//! shard keeps its length where a poll can read it without the lock: polls of such tasks
+//! shard keeps its count where a poll can read it without the lock: polls of such tasks
 //! in an empty shard take no lock at all. Every task enters its context with
 //! [`Context::enter`], which on a worker whose own context is empty (the usual case
 //! between tasks) moves it into the thread's slot and out again, keeping nothing aside.
 //!
-//! A lock-free map was not chosen: it would need `unsafe` or a dependency, and would
-//! still pay an atomic exchange on each side of a poll where an uncontended lock pays
-//! two; the locks are not where most of a poll's cost goes (BENCHMARKS.md has the
-//! breakdown).
+//! A lock-free store was not chosen: it would need `unsafe` (a context moved through an
+//! atomic pointer) or a box allocated for every task. It would take a context with one
+//! atomic exchange and put it back with a plain store, where two lock round trips pay
+//! four read-modify-writes: about 7 ns a poll on the machine BENCHMARKS.md was measured
+//! on, where `inherit` cost 28–62 ns a poll, and `isolate`, which no store can make
+//! cheaper, 23–38 ns.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -295,22 +303,96 @@ const _: () = assert!(SHARDS.is_power_of_two());
 /// The shard of a task: its id's low bits.
 #[inline]
 fn shard_of(id: Id) -> usize {
-    let mut hasher = IdHasher::default();
-    std::hash::Hash::hash(&id, &mut hasher);
-    hasher.0 as usize % SHARDS
+    raw_id(id) as usize % SHARDS
 }
 
-/// One shard of the store, on a cache line of its own so that polls of tasks in
+/// A task's place in its shard's [`Entries::near`]: its id's bits above the shard's.
+#[inline]
+fn near_of(id: Id) -> usize {
+    raw_id(id) as usize / SHARDS % NEAR
+}
+
+/// The number tokio gives a task, as it hashes it.
+#[inline]
+fn raw_id(id: Id) -> u64 {
+    let mut hasher = IdHasher::default();
+    std::hash::Hash::hash(&id, &mut hasher);
+    hasher.0
+}
+
+/// One shard of the store, starting a cache line of its own so that polls of tasks in
 /// different shards never contend for a line.
-#[repr(align(64))]
+#[repr(C, align(64))]
 #[derive(Default)]
 struct Shard {
-    map: Mutex<IdMap<Context>>,
-    /// The map's length, readable without the lock: a poll of a task whose shard is
-    /// empty takes nothing and skips the lock. Written under the lock; a task's own
-    /// entry is written before the task is scheduled (at spawn) or by its previous poll,
-    /// both of which happen before this poll, so a relaxed read sees it.
+    /// How many contexts the shard holds, readable without the lock: a poll of a task
+    /// whose shard is empty takes nothing and skips the lock. Written under the lock; a
+    /// task's own entry is written before the task is scheduled (at spawn) or by its
+    /// previous poll, both of which happen before this poll, so a relaxed read sees it.
+    /// First, beside the lock: both on the line a poll touches first.
     len: AtomicUsize,
+    entries: Mutex<Entries>,
+}
+
+/// The contexts of one shard's tasks. Each id has a place of its own in `near`, picked
+/// by the id's bits above the shard's and found without hashing: tasks spawned one
+/// after another take neighbouring places, and with a few hundred tasks holding
+/// contexts at once, most have theirs. The map takes the rest: a task whose place was
+/// held by another when its context was stored.
+///
+/// A task's context is stored only when none is held for it (at its spawn, or after its
+/// poll took it out), so an id is never in both.
+#[repr(C)] // The counts first: on the line with the lock.
+struct Entries {
+    /// How many places in `near` are held.
+    near_len: usize,
+    far: IdMap<Context>,
+    near: [Option<(Id, Context)>; NEAR],
+}
+
+/// How many places each shard has in [`Entries::near`].
+const NEAR: usize = 64;
+const _: () = assert!(NEAR.is_power_of_two());
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries {
+            near: std::array::from_fn(|_| None),
+            near_len: 0,
+            far: IdMap::default(),
+        }
+    }
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.near_len + self.far.len()
+    }
+
+    /// Stores `context` for `id`, which holds none.
+    fn insert(&mut self, id: Id, context: Context) {
+        let place = &mut self.near[near_of(id)];
+        if place.is_none() {
+            *place = Some((id, context));
+            self.near_len += 1;
+            debug_assert!(!self.far.contains_key(&id), "one context per task");
+        } else {
+            let replaced = self.far.insert(id, context);
+            debug_assert!(replaced.is_none(), "one context per task");
+        }
+    }
+
+    fn remove(&mut self, id: Id) -> Option<Context> {
+        let place = &mut self.near[near_of(id)];
+        if place.as_ref().is_some_and(|(held, _)| *held == id) {
+            self.near_len -= 1;
+            return place.take().map(|(_, context)| context);
+        }
+        if self.far.is_empty() {
+            return None;
+        }
+        self.far.remove(&id)
+    }
 }
 
 /// Each live task's context, by id, when it is not empty: see the module docs.
@@ -332,16 +414,12 @@ impl Store {
         &self.shards[shard_of(id)]
     }
 
+    /// Stores `context` for `id`, which holds none (see [`Entries`]).
     fn put(&self, id: Id, context: Context) {
         let shard = self.shard(id);
-        let replaced = {
-            let mut map = lock(&shard.map);
-            let replaced = map.insert(id, context);
-            shard.len.store(map.len(), Ordering::Relaxed);
-            replaced
-        };
-        // Dropped outside the lock: a context's values run user code when dropped.
-        drop(replaced);
+        let mut entries = lock(&shard.entries);
+        entries.insert(id, context);
+        shard.len.store(entries.len(), Ordering::Relaxed);
     }
 
     #[inline]
@@ -357,9 +435,9 @@ impl Store {
     /// stored in an empty shard never gets here.
     #[inline(never)]
     fn take_from(shard: &Shard, id: Id) -> Option<Context> {
-        let mut map = lock(&shard.map);
-        let taken = map.remove(&id);
-        shard.len.store(map.len(), Ordering::Relaxed);
+        let mut entries = lock(&shard.entries);
+        let taken = entries.remove(id);
+        shard.len.store(entries.len(), Ordering::Relaxed);
         taken
     }
 }

@@ -242,6 +242,37 @@ fn sets_and_tokens_persist_across_polls_and_stay_in_their_task() {
     }
 }
 
+/// More tasks holding contexts at once than the store has places of its own for: the
+/// rest share its maps, and every task still finds its own context, poll after poll.
+#[test]
+fn thousands_of_tasks_holding_contexts_at_once_each_keep_their_own() {
+    const TASKS: u64 = 10_000;
+    let rt = runtime("multi_thread", TaskHooks::inherit());
+    Context::new().with_value(&REQUEST_ID, 7).run(|| {
+        let wrong = rt.block_on(async {
+            let barrier = Arc::new(tokio::sync::Barrier::new(TASKS as usize));
+            let tasks: Vec<_> = (0..TASKS)
+                .map(|i| {
+                    let barrier = Arc::clone(&barrier);
+                    tokio::spawn(async move {
+                        LEFTOVER.set(i);
+                        // Every task is alive, its context stored, before any goes on.
+                        barrier.wait().await;
+                        tokio::task::yield_now().await;
+                        (REQUEST_ID.get(), LEFTOVER.get()) != (Some(7), Some(i))
+                    })
+                })
+                .collect();
+            let mut wrong = 0;
+            for task in tasks {
+                wrong += u32::from(task.await.unwrap());
+            }
+            wrong
+        });
+        assert_eq!(wrong, 0);
+    });
+}
+
 #[test]
 fn inherit_copies_the_spawners_context_and_adapters_keep_working() {
     let rt = runtime("multi_thread", TaskHooks::inherit());
