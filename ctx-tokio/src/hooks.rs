@@ -369,16 +369,20 @@ impl Entries {
         self.near_len + self.far.len()
     }
 
-    /// Stores `context` for `id`, which holds none.
-    fn insert(&mut self, id: Id, context: Context) {
+    /// Stores `context` for `id`, which holds none (see above); gives back what it
+    /// replaced, to be dropped outside the lock (a context's values run user code when
+    /// dropped, and it could spawn a task into this shard).
+    fn insert(&mut self, id: Id, context: Context) -> Option<Context> {
         let place = &mut self.near[near_of(id)];
-        if place.is_none() {
-            *place = Some((id, context));
-            self.near_len += 1;
-            debug_assert!(!self.far.contains_key(&id), "one context per task");
-        } else {
-            let replaced = self.far.insert(id, context);
-            debug_assert!(replaced.is_none(), "one context per task");
+        match place {
+            None => {
+                debug_assert!(!self.far.contains_key(&id), "one context per task");
+                *place = Some((id, context));
+                self.near_len += 1;
+                None
+            }
+            Some((held, old)) if *held == id => Some(std::mem::replace(old, context)),
+            Some(_) => self.far.insert(id, context),
         }
     }
 
@@ -417,9 +421,13 @@ impl Store {
     /// Stores `context` for `id`, which holds none (see [`Entries`]).
     fn put(&self, id: Id, context: Context) {
         let shard = self.shard(id);
-        let mut entries = lock(&shard.entries);
-        entries.insert(id, context);
-        shard.len.store(entries.len(), Ordering::Relaxed);
+        let replaced = {
+            let mut entries = lock(&shard.entries);
+            let replaced = entries.insert(id, context);
+            shard.len.store(entries.len(), Ordering::Relaxed);
+            replaced
+        };
+        drop(replaced);
     }
 
     #[inline]
