@@ -538,24 +538,23 @@ impl Shared {
     /// At the task's end: during its last poll, on the thread polling it, or when a
     /// runtime shuts down with the task still pending.
     fn terminated(&self, id: Id, spawned_at: &'static Location<'static>) {
+        let reports = self.mode == Mode::Isolate && strict::is_enabled();
         let left = match POLL.take() {
             Some(mut poll) if poll.task == id => {
                 poll.ended = true;
                 POLL.set(Some(poll));
-                // Its context is the current one until the poll ends; read only for a
-                // report.
-                if self.mode == Mode::Isolate && strict::is_enabled() {
-                    Context::current()
-                } else {
+                if !reports {
                     return;
                 }
+                // Its context is the current one until the poll ends: read for the report.
+                Context::current()
             }
             other => {
                 POLL.set(other);
                 self.store.take(id).unwrap_or_default()
             }
         };
-        if self.mode == Mode::Isolate && !left.is_empty() && strict::is_enabled() {
+        if reports && !left.is_empty() {
             let leak = Leak {
                 task: id,
                 spawned_at,
