@@ -29,7 +29,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(op), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u32>())) else {
         eprintln!(
-            "usage: icount <get|set|get_local|current|inherited|poll|bare|spawn|spawn_raw> <n>"
+            "usage: icount <get|set|get_local|current|inherited|run|sync_scope|enter|poll|bare|spawn|spawn_raw> <n>"
         );
         std::process::exit(2);
     };
@@ -41,22 +41,99 @@ fn main() {
         ctx = ctx.with_value(var, i as u64);
     }
     let last = vars[7];
-    ctx.run(|| match op.as_str() {
-        "get" => (0..n).for_each(|_| {
-            black_box(black_box(last).get());
-        }),
-        "set" => (0..n).for_each(|i| drop(black_box(last).set(u64::from(i)))),
-        "get_local" => (0..n).for_each(|_| {
-            black_box(black_box(local).get());
-        }),
-        "current" => (0..n).for_each(|_| drop(black_box(Context::current()))),
-        "inherited" => (0..n).for_each(|_| drop(black_box(Context::inherited()))),
-        "poll" => drive(Yields(n).with_context(Context::current())),
-        "bare" => drive(Yields(n)),
-        // What `ctx_tokio::spawn` does, against `tokio::spawn`, on a current-thread
-        // runtime: n tasks spawned, then joined.
-        "spawn" => spawn_and_join(n, || tokio::spawn(async {}.in_inherited_context())),
-        "spawn_raw" => spawn_and_join(n, || tokio::spawn(async {})),
+    let op = match op.as_str() {
+        "get" => get,
+        "set" => set,
+        "get_local" => get_local,
+        "current" => current,
+        "inherited" => inherited,
+        "run" => run,
+        "sync_scope" => sync_scope,
+        "enter" => enter,
+        "poll" => poll,
+        "bare" => bare,
+        "spawn" => spawn,
+        "spawn_raw" => spawn_raw,
         other => panic!("unknown op {other:?}"),
+    };
+    ctx.run(|| op(n, last, local));
+}
+
+// One function an op, out of line: each loop is compiled on its own, so that adding an
+// op (or changing another's code) does not change how the others are compiled.
+type Var = &'static ContextVar<u64>;
+
+#[inline(never)]
+fn get(n: u32, last: Var, _: Var) {
+    (0..n).for_each(|_| {
+        black_box(black_box(last).get());
     });
+}
+
+#[inline(never)]
+fn set(n: u32, last: Var, _: Var) {
+    (0..n).for_each(|i| drop(black_box(last).set(u64::from(i))));
+}
+
+#[inline(never)]
+fn get_local(n: u32, _: Var, local: Var) {
+    (0..n).for_each(|_| {
+        black_box(black_box(local).get());
+    });
+}
+
+#[inline(never)]
+fn current(n: u32, _: Var, _: Var) {
+    (0..n).for_each(|_| drop(black_box(Context::current())));
+}
+
+#[inline(never)]
+fn inherited(n: u32, _: Var, _: Var) {
+    (0..n).for_each(|_| drop(black_box(Context::inherited())));
+}
+
+#[inline(never)]
+fn run(n: u32, last: Var, _: Var) {
+    (0..n).for_each(|_| {
+        black_box(Context::new().run(|| black_box(last).get()));
+    });
+}
+
+#[inline(never)]
+fn sync_scope(n: u32, last: Var, _: Var) {
+    (0..n).for_each(|i| {
+        black_box(black_box(last).sync_scope(u64::from(i), || black_box(last).get()));
+    });
+}
+
+/// A context entered and left across two calls, as task hooks do.
+#[inline(never)]
+fn enter(n: u32, last: Var, _: Var) {
+    (0..n).for_each(|_| {
+        let entry = black_box(Context::new()).enter();
+        black_box(black_box(last).get());
+        drop(black_box(entry.leave()));
+    });
+}
+
+#[inline(never)]
+fn poll(n: u32, _: Var, _: Var) {
+    drive(Yields(n).with_context(Context::current()));
+}
+
+#[inline(never)]
+fn bare(n: u32, _: Var, _: Var) {
+    drive(Yields(n));
+}
+
+/// What `ctx_tokio::spawn` does, against `tokio::spawn`, on a current-thread runtime: n
+/// tasks spawned, then joined.
+#[inline(never)]
+fn spawn(n: u32, _: Var, _: Var) {
+    spawn_and_join(n, || tokio::spawn(async {}.in_inherited_context()));
+}
+
+#[inline(never)]
+fn spawn_raw(n: u32, _: Var, _: Var) {
+    spawn_and_join(n, || tokio::spawn(async {}));
 }

@@ -17,7 +17,8 @@ use crate::{ContextVar, WithContext};
 /// [`ContextVar::set`] changes it. A `Context` value is a snapshot: [`Clone`] is O(1)
 /// (one reference count) and is PEP 567's `copy()`; later sets in either copy do not show
 /// in the other. [`Context::run`] makes a context current for the duration of a closure,
-/// [`Context::scope`] does the same around every poll of a future.
+/// [`Context::scope`] does the same around every poll of a future, and
+/// [`Context::enter`] until a matching [`Entry::leave`].
 ///
 /// Each `Context` value has its own identity for [`ContextVar::reset`]: a token is
 /// accepted only by the context it was created in, and a clone is a different context.
@@ -146,68 +147,25 @@ impl Context {
     ///
     /// From inside a value's `Clone` implementation during [`ContextVar::get`].
     pub fn run<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        match current::enter(self) {
-            Ok(_entered) => f(),
-            Err(AccessError { .. }) => f(),
-        }
-    }
-
-    /// Makes this context current on this thread until [`Context::detach`]: for
-    /// executors whose "before poll" and "after poll" are two separate calls, such as
-    /// tokio's task hooks. Prefer [`Context::run`] and [`WithContext`], whose scopes
-    /// cannot be left open.
-    ///
-    /// The context that was current is kept on the thread's own stack; `detach` restores
-    /// it and gives this one back with whatever the code that ran in it set, so that it
-    /// can be attached again for the next poll. Attachments nest: each `detach` leaves
-    /// the one attached last.
-    ///
-    /// While the thread is exiting there is no current context to swap: nothing is
-    /// attached, and a `detach` after it finds nothing.
-    ///
-    /// ```
-    /// use ctx_core::{Context, ContextVar};
-    ///
-    /// static STEP: ContextVar<u32> = ContextVar::new("step");
-    ///
-    /// let mut task = Context::new();
-    /// for step in 0..3_u32 {
-    ///     task.attach();
-    ///     // The task's code, in its own context:
-    ///     assert_eq!(STEP.get(), step.checked_sub(1));
-    ///     STEP.set(step);
-    ///     task = Context::detach().expect("attached above");
-    /// }
-    /// assert_eq!(task.get(&STEP), Some(&2));
-    /// assert_eq!(STEP.get(), None, "the thread's own context is back");
-    /// ```
-    pub fn attach(self) {
-        // On an exiting thread the context is dropped here, as a `set` drops its value.
-        drop(current::attach(self));
-    }
-
-    /// Leaves the context [`attach`](Context::attach)ed last on this thread, restores
-    /// the one that was current before it, and gives it back as the code that ran in
-    /// it left it; `None` if nothing is attached.
-    ///
-    /// # Panics
-    ///
-    /// If a context entered after the attachment ([`Context::run`], a poll) is still
-    /// current: leave those first.
-    pub fn detach() -> Option<Context> {
-        current::detach()
+        let _entered = current::enter(self);
+        f()
     }
 
     /// Makes this context current until [`Entry::leave`], which restores the one that was
-    /// current before and gives this one back as the code that ran in it left it: an
-    /// [`attach`](Context::attach) and [`detach`](Context::detach) pair for executors
-    /// that keep a task's context between polls, with nothing to pair up by hand.
+    /// current before and gives this one back as the code that ran in it left it: for
+    /// executors whose "before poll" and "after poll" are two calls, such as tokio's task
+    /// hooks. Prefer [`Context::run`] and [`WithContext`] where one call can hold the
+    /// whole poll: their frames cannot be left open.
     ///
-    /// When the current context is empty and has handed out no token (a runtime worker's
-    /// own context, normally) and no [observer](crate::observer) is installed, nothing is
-    /// kept aside: the context moves into the thread's slot and `leave` moves it back
-    /// out, leaving an empty context as before. Code in between cannot tell the
-    /// difference; an entry and its leave cost two short visits to the thread-local.
+    /// The context that was current is kept on the thread's own stack until the entry
+    /// is left (or dropped, which leaves it and drops the context). Entries nest with
+    /// each other and with `run`s and polls, and must be left in the reverse order: an
+    /// entry still open when the `run` or poll around it ends, or left while a later one
+    /// is still open, puts the thread back as it was before it and panics (see
+    /// [`Entry::leave`]).
+    ///
+    /// While the thread is exiting there is no current context to swap: the context is
+    /// dropped, and `leave` gives back an empty one.
     ///
     /// ```
     /// use ctx_core::{Context, ContextVar};
@@ -228,17 +186,11 @@ impl Context {
     /// # });
     /// ```
     #[inline]
-    pub fn enter(mut self) -> Entry {
-        let depth = match current::enter_in_place(&mut self) {
-            // `self` now holds the empty context that was current: nothing to drop.
-            Some(depth) => depth,
-            None => {
-                self.attach();
-                0
-            }
-        };
+    pub fn enter(self) -> Entry {
+        // On an exiting thread the context is dropped here, as a `set` drops its value.
+        let serial = current::open(self).unwrap_or(0);
         Entry {
-            depth,
+            serial,
             _thread: PhantomData,
         }
     }
@@ -371,10 +323,12 @@ impl Context {
 }
 
 /// A context made current by [`Context::enter`] on this thread, until [`Entry::leave`].
+///
+/// Dropping it leaves the context too, and drops it.
 #[must_use = "leave it with `Entry::leave`: until then the thread stays in the context"]
 pub struct Entry {
-    /// The entry depth it was entered in place at; 0 when it was attached.
-    depth: u32,
+    /// Which entry on this thread's stack; 0 once left, or if the thread was exiting.
+    serial: u64,
     /// Left on the thread that entered it.
     _thread: PhantomData<*const ()>,
 }
@@ -385,23 +339,32 @@ impl Entry {
     ///
     /// # Panics
     ///
-    /// If a context entered after it ([`Context::run`], a poll, an attachment) is still
-    /// current: leave those first.
+    /// If a context entered after it (a [`Context::run`], a poll, a `sync_scope`, a later
+    /// entry) is still open, or if this entry's frame was closed already (it was still
+    /// open when the `run` or poll around it ended). A wrong context is never left
+    /// current: the thread is first put back as it was before this entry (at once, or
+    /// as soon as the later `run`, poll or scope ends), and this entry's context is
+    /// dropped.
     #[inline]
-    pub fn leave(self) -> Context {
-        if self.depth == 0 {
-            Context::detach().unwrap_or_default()
-        } else {
-            current::leave_in_place(self.depth)
+    pub fn leave(mut self) -> Context {
+        match std::mem::take(&mut self.serial) {
+            0 => Context::new(),
+            serial => current::leave(serial),
+        }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if self.serial != 0 {
+            drop(current::leave(self.serial));
         }
     }
 }
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Entry")
-            .field("in_place", &(self.depth > 0))
-            .finish()
+        f.debug_struct("Entry").finish_non_exhaustive()
     }
 }
 

@@ -1,25 +1,51 @@
 //! The current context of each thread, and the one place it is swapped.
 //!
 //! Every thread has one [`Context`] slot. Reads borrow it shared; writes borrow it
-//! mutably for a few instructions. Entering a context ([`Context::run`], each poll of a
-//! [`WithContext`](crate::WithContext)) swaps the entered context *into* the slot and the
-//! previous one out, and swaps them back when the guard drops, on return, on panic, or
-//! when a future is dropped; [observers](crate::observer) are told of both. A swap moves
-//! two words: no reference count changes, no allocation, nothing dropped.
+//! mutably for a few instructions. Making a context current is a *swap*: the entered
+//! context moves into the slot, the previous one moves out to where the swap keeps it,
+//! and leaving moves them back. A swap moves two words: no reference count changes, no
+//! allocation, nothing dropped. Every way of making a context current is one:
+//!
+//! - [`Context::run`] and each poll (and the drop) of a [`WithContext`](crate::WithContext)
+//!   enter with [`enter`], whose guard keeps the previous context in the caller's own
+//!   `Context` value and swaps back when it drops: on return, on panic, or when a future
+//!   is dropped;
+//! - [`Context::enter`] makes an [`Entry`](crate::Entry), for executors whose "before
+//!   poll" and "after poll" are two calls: the previous context is kept on the thread's
+//!   own stack of entries until [`Entry::leave`](crate::Entry::leave) (or its drop);
+//! - [`strict::run`](crate::strict::run) enters an empty context as a strict base.
+//!
+//! Each swap is a *frame* at a depth: the number of swaps open on the thread once it is
+//! made. Frames close in the reverse order. Observers are told of each entry after the
+//! swap and of each exit before the swap back, outside every borrow; a panic in one
+//! cannot leave the thread in the wrong context, since the guard already exists when
+//! they run, and the swap back happens even when one of them panics.
+//!
+//! Frames are left out of order only by misuse of an [`Entry`](crate::Entry) (one kept
+//! past the `run` or poll it was entered in, or left while a later one is open). A
+//! wrong value is worse than a missing one, so the thread is always put back as it was
+//! before the outermost frame concerned, and the misuse then panics:
+//! - a frame that closes with entries still open above it closes them first (their
+//!   contexts are dropped: the entries can no longer be left);
+//! - an entry left while later entries are open closes them, then itself;
+//! - an entry left while a later `run`, poll or `sync_scope` is open cannot take the
+//!   thread back without tearing that frame apart: it is marked *orphaned*, and closed
+//!   as soon as the frames above it have closed.
 //!
 //! [`ContextVar::sync_scope`](crate::ContextVar::sync_scope) must behave as if it ran its
 //! closure in a copy of the current context with one more value. Copying the map's root
 //! and dropping it again costs more than the closure usually does, so a scope instead
-//! writes its value into the current map in place and undoes that write on exit. The
-//! copy is made only if the closure itself sets a variable: the context then carries the
-//! [`SCOPED`] identity, and [`Current::prepare_write`] first rebuilds the innermost
-//! scope's "before" map. A snapshot taken inside the closure needs nothing: it shares the
-//! map, and the undo copies on write like any other write.
+//! lays its value over the current map in place (an *overlay*) and undoes that write on
+//! exit. The copy is made only if the closure itself sets a variable: the context then
+//! carries the [`OVERLAID`] identity, and [`Current::prepare_write`] first rebuilds the
+//! innermost overlay's "before" map. A snapshot taken inside the closure needs nothing:
+//! it shares the map, and the undo copies on write like any other write.
 //!
 //! The discipline that keeps this sound: no user code (a value's `Drop`, a default
-//! builder, a callback) runs while the slot is mutably borrowed. Values that a write
+//! builder, an observer) runs while the slot is mutably borrowed. Values that a write
 //! displaces are carried out of the borrow and dropped after it ends.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,78 +58,120 @@ thread_local! {
     static CURRENT: RefCell<Current> = const {
         RefCell::new(Current {
             context: Context::new(),
-            scopes: Vec::new(),
-            entered: 0,
+            frames: 0,
+            base: 0,
             strict: false,
-            attached: Vec::new(),
+            serial: 0,
+            entries: Vec::new(),
+            overlays: Vec::new(),
         })
     };
 }
 
-/// The context identity of a context inside a `sync_scope` that no `set` has written
-/// to yet. Never handed out by [`next_context_id`], so no token carries it.
-const SCOPED: u64 = u64::MAX;
+/// The context identity of a context under a `sync_scope` overlay that no `set` has
+/// written to yet. Never handed out by [`next_context_id`], so no token carries it.
+const OVERLAID: u64 = u64::MAX;
 
 /// The context identity of a token whose `set` found no context (the thread was
 /// exiting). Never handed out by [`next_context_id`], so no context accepts it.
 pub(crate) const NO_CONTEXT: u64 = u64::MAX - 1;
 
-/// A thread's current context, and the `sync_scope`s open on it.
+/// A thread's current context, and the frames open on it.
 pub(crate) struct Current {
     pub(crate) context: Context,
-    /// Innermost last. Scopes are closures, so they nest with `run` and polls: the
-    /// innermost scope always belongs to the context that is current.
-    scopes: Vec<Scope>,
-    /// How many `run`s and polls are entered on this thread: 0 means the thread's own
-    /// base context is current.
-    entered: u32,
-    /// Whether a `set` into the base context is refused (see [`crate::strict`]).
+    /// How many frames are open on this thread (its depth: 0 while its own context is
+    /// current), and above [`ORPHANS`] how many `entries` are orphaned (see the module
+    /// docs): one word, so that a frame's exit checks both, and its own observers, in
+    /// one comparison with its [`Entered::frame`].
+    frames: u64,
+    /// The depth of the innermost strict base ([`strict::run`](crate::strict::run)), 0
+    /// for the thread's own context: where a strict thread refuses `set`s.
+    base: u32,
+    /// Whether a `set` at the base depth is refused (see [`crate::strict`]).
     pub(crate) strict: bool,
-    /// What [`Context::attach`] swapped out, innermost last.
-    attached: Vec<Attachment>,
+    /// The last serial handed to an entry: tells an entry's own frame from a later one
+    /// at the same depth after a misuse closed it.
+    serial: u64,
+    /// What each open [`Entry`](crate::Entry) swapped out, innermost last.
+    entries: Vec<Held>,
+    /// The open `sync_scope` overlays, innermost last. They are closures, so they nest
+    /// with the frames: the innermost belongs to the current context.
+    overlays: Vec<Overlay>,
+}
+
+/// The frame of an open [`Entry`](crate::Entry).
+struct Held {
+    serial: u64,
+    depth: u32,
+    /// The context that was current before.
+    previous: Context,
+    /// How many observers were told of the entry.
+    observers: u32,
+    /// Left out of order under a later frame: closes when the frames above it have.
+    orphaned: bool,
 }
 
 /// What undoes one `sync_scope`.
-struct Scope {
+struct Overlay {
     var: Key,
     name: &'static str,
     /// The variable's value before the scope.
     old: Option<Value>,
     /// The context's identity before the scope.
     saved_id: u64,
-    /// [`Current::entered`] when the scope opened: the scope belongs to the current
-    /// context while the two are equal.
-    entered_at: u32,
+    /// [`Current::depth`] when the scope opened: it belongs to the current context
+    /// while the two are equal.
+    depth: u32,
     /// The whole map before the scope, once a write inside it made undoing by hand
     /// impossible.
     saved: Option<Map>,
 }
 
+/// Where the orphans' count starts in [`Current::frames`]: above a frame's depth and
+/// its observers in [`Entered::frame`].
+const ORPHANS: u32 = 48;
+/// Where the observers' count starts in [`Entered::frame`].
+const OBSERVERS: u32 = 32;
+
 impl Current {
-    /// Whether a `set` now would land in the thread's own base context, outside any
-    /// entered context or scope, on a thread that refuses that.
+    /// How many frames are open.
+    #[inline]
+    fn depth(&self) -> u32 {
+        self.frames as u32
+    }
+
+    /// How many entries are orphaned.
+    #[inline]
+    fn orphans(&self) -> u64 {
+        self.frames >> ORPHANS
+    }
+
+    /// Whether a `set` now would land in the thread's own base context (or a strict
+    /// base), outside any entered context or scope, on a thread that refuses that.
     pub(crate) fn refuses_unscoped_set(&self) -> bool {
-        self.strict && self.entered == 0 && self.scopes.is_empty()
+        self.strict
+            && self.depth() == self.base
+            && self.overlays.last().is_none_or(|o| o.depth < self.depth())
     }
 
     /// Readies the current context for a `set`: gives it an identity for tokens, and
-    /// inside a scope nobody has written to yet, first records the map that scope must
-    /// restore.
+    /// under an overlay nobody has written to yet, first records the map that overlay
+    /// must restore.
     pub(crate) fn prepare_write(&mut self) -> u64 {
         match self.context.id {
             0 => self.context.id = next_context_id(),
-            SCOPED => {
-                // The innermost open scope belongs to this context, and nothing has
-                // written to it yet. Scopes further out need nothing: they had no write
+            OVERLAID => {
+                // The innermost overlay belongs to this context, and nothing has written
+                // to it yet. Overlays further out need nothing: they had no write
                 // either, and this one will restore exactly what they saw.
-                let scope = self
-                    .scopes
+                let overlay = self
+                    .overlays
                     .last_mut()
-                    .expect("a scoped context has a scope open");
+                    .expect("an overlaid context has an overlay open");
                 let mut before = self.context.map.clone();
                 // What this drops from `before` is still in the live map: nothing is freed.
-                drop(before.restore(scope.var, scope.name, scope.old.clone()));
-                scope.saved = Some(before);
+                drop(before.restore(overlay.var, overlay.name, overlay.old.clone()));
+                overlay.saved = Some(before);
                 self.context.id = next_context_id();
             }
             _ => {}
@@ -113,12 +181,45 @@ impl Current {
 
     /// Whether `id` is the identity the current context had before the `sync_scope`s
     /// now open in it: a token from there, reset inside such a scope, meets a copy.
-    pub(crate) fn scopes_hide(&self, id: u64) -> bool {
-        self.scopes
+    pub(crate) fn overlays_hide(&self, id: u64) -> bool {
+        self.overlays
             .iter()
             .rev()
-            .take_while(|scope| scope.entered_at == self.entered)
-            .any(|scope| scope.saved_id == id)
+            .take_while(|o| o.depth == self.depth())
+            .any(|o| o.saved_id == id)
+    }
+
+    /// The swap that opens a frame: `ctx` becomes current, and holds the previous one.
+    #[inline]
+    fn swap_in(&mut self, ctx: &mut Context) -> u32 {
+        std::mem::swap(&mut self.context, ctx);
+        self.frames += 1;
+        self.depth()
+    }
+
+    /// The swap that closes the innermost frame: `ctx`, holding what was current before
+    /// it, becomes current again, and holds the context that is left.
+    #[inline]
+    fn swap_out(&mut self, ctx: &mut Context) {
+        std::mem::swap(&mut self.context, ctx);
+        self.frames -= 1;
+    }
+
+    /// Whether an overlay is open in the innermost frame: an entry that is innermost by
+    /// depth still has a scope open inside it.
+    #[inline]
+    fn overlaid_here(&self) -> bool {
+        self.overlays
+            .last()
+            .is_some_and(|o| o.depth == self.depth())
+    }
+
+    /// Whether anything other than entries is open above `depth`: a `run`, a poll or
+    /// an overlay, whose state lives on the stack of the code that opened it.
+    fn lexical_above(&self, depth: u32) -> bool {
+        let entries_above = self.entries.iter().filter(|h| h.depth > depth).count();
+        self.depth() - depth != entries_above as u32
+            || self.overlays.last().is_some_and(|o| o.depth >= depth)
     }
 }
 
@@ -162,269 +263,441 @@ pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, Access
 /// Makes `ctx` the current context until the returned guard drops.
 ///
 /// While entered, `ctx` holds the previous current context; the guard swaps them back.
-#[inline]
-pub(crate) fn enter(ctx: &mut Context) -> Result<Entered<'_>, AccessError> {
-    let observers = swap_in(ctx)?;
-    Ok(Entered { ctx, observers })
-}
-
-/// Swaps `ctx` into the thread's slot (leaving the previous context in `ctx`) and tells
-/// the observers; how many it told, for [`swap_out`].
-#[inline]
-fn swap_in(ctx: &mut Context) -> Result<usize, AccessError> {
-    with_mut(|current| {
-        std::mem::swap(&mut current.context, ctx);
-        current.entered += 1;
-    })?;
-    // Outside the borrow: observers are user code.
-    Ok(observer::entered())
-}
-
-/// Undoes [`swap_in`]: tells the observers, then swaps the previous context, held in
-/// `ctx`, back into the slot (leaving the entered one in `ctx`).
-#[inline]
-fn swap_out(ctx: &mut Context, observers: usize) {
-    if observers > 0 {
-        observer::leaving(observers);
+/// While the thread is exiting there is no current context to swap: the guard then
+/// does nothing, and code runs as it is.
+#[inline(always)]
+pub(crate) fn enter(ctx: &mut Context) -> Entered<'_> {
+    let Ok(depth) = with_mut(|current| current.swap_in(ctx)) else {
+        return Entered::exiting(ctx);
+    };
+    let entered = Entered {
+        ctx,
+        frame: u64::from(depth),
+    };
+    let installed = observer::installed();
+    if installed > 0 {
+        return entered.tell_observers(installed);
     }
-    // Cannot fail: `swap_in` succeeded, so the slot is alive, and nothing on this
-    // thread can hold a borrow across an entered context.
-    let _ = with_mut(|current| {
-        std::mem::swap(&mut current.context, ctx);
-        current.entered -= 1;
-    });
+    entered
 }
 
-/// Restores the previous current context when dropped.
+/// The frame [`enter`] opened: closes it when dropped.
 pub(crate) struct Entered<'a> {
+    /// The previous context, while entered.
     ctx: &'a mut Context,
+    /// The frame's depth (0: nothing was entered, the thread is exiting), and above
+    /// [`OBSERVERS`] how many observers were told of the entry: one word, so that the
+    /// guard is a pair of scalars that stays in registers, and equal to
+    /// [`Current::frames`] exactly when the frame can close without the slow path.
+    frame: u64,
+}
+
+impl<'a> Entered<'a> {
+    /// The guard of a frame that was not opened: the thread is exiting.
+    #[cold]
+    fn exiting(ctx: &'a mut Context) -> Self {
+        Entered { ctx, frame: 0 }
+    }
+
+    /// The depth of this frame.
+    #[inline]
+    fn depth(&self) -> u32 {
+        self.frame as u32
+    }
+
     /// How many observers were told of the entry.
-    observers: usize,
+    #[inline]
+    fn observers(&self) -> u32 {
+        (self.frame >> OBSERVERS) as u32
+    }
+
+    /// Tells the observers of the entry, and records how many were told: if one
+    /// panics, the panic goes on from here, and the guard, dropped as it unwinds, tells
+    /// those told of the exit and puts the thread back.
+    #[cold]
+    #[inline(never)]
+    fn tell_observers(mut self, installed: u32) -> Self {
+        let mut told = 0;
+        let panicked = observer::tell_entered(installed, &mut told);
+        self.frame |= u64::from(told) << OBSERVERS;
+        if let Some(payload) = panicked {
+            // While a panic unwinds (a future dropped in its context), a second one
+            // would abort: the context is entered as if the observer had returned.
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(payload);
+            }
+        }
+        self
+    }
 }
 
 impl Drop for Entered<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
-        swap_out(self.ctx, self.observers);
-    }
-}
-
-/// What [`attach`] swapped out: what [`detach`] needs to undo it.
-struct Attachment {
-    /// The context that was current before.
-    previous: Context,
-    /// How many observers were told of the entry.
-    observers: usize,
-    /// [`Current::entered`] once attached: leaving out of order is a bug to report.
-    depth: u32,
-}
-
-/// Makes `ctx` current until [`detach`], keeping the previous one on the thread's own
-/// stack: one borrow of the thread-local, for executors that call twice per poll.
-#[inline]
-pub(crate) fn attach(mut ctx: Context) -> Result<(), (Context, AccessError)> {
-    // Counted before the swap and told after it: an observer installed in between is
-    // told of neither the entry nor the exit.
-    let observers = observer::installed();
-    let swapped = with_mut(|current| {
-        std::mem::swap(&mut current.context, &mut ctx);
-        current.entered += 1;
-        let depth = current.entered;
-        current.attached.push(Attachment {
-            previous: std::mem::take(&mut ctx),
-            observers,
-            depth,
+        // The innermost frame, no observers told, no orphans: the common case.
+        let closed = with_mut(|current| {
+            let clean = current.frames == self.frame;
+            if clean {
+                current.swap_out(self.ctx);
+            }
+            clean
         });
-    });
-    match swapped {
-        Ok(()) => {
-            observer::tell_entered(observers);
-            Ok(())
+        // On an exiting thread there is nothing left to restore (and nothing was
+        // entered: a thread-local once destroyed stays so).
+        if closed != Ok(false) {
+            return;
         }
-        Err(error) => Err((ctx, error)),
+        close_lexical(self.ctx, self.depth(), self.observers());
     }
 }
 
-/// Leaves the context [`attach`]ed last, giving it back as it is now; `None` if nothing
-/// is attached on this thread (or the thread is exiting).
-///
-/// # Panics
-///
-/// If a context entered after it is still current.
-#[inline]
-pub(crate) fn detach() -> Option<Context> {
-    // While unwinding, a second panic would abort: restore what can be restored.
-    let check = !std::thread::panicking();
-    if observer::installed() > 0 {
-        // Checked before the observers are told, so that a refused detach tells them
-        // nothing.
-        let (observers, depths) = read(|current| {
-            let top = current.attached.last()?;
-            Some((top.observers, (top.depth, current.entered)))
-        })
-        .ok()
-        .flatten()?;
-        if check && depths.0 != depths.1 {
-            out_of_order(depths);
-        }
-        if observers > 0 {
-            observer::leaving(observers);
-        }
-    }
-    let detached = with_mut(|current| {
-        let attachment = current.attached.last()?;
-        if check && attachment.depth != current.entered {
-            return Some(Err((attachment.depth, current.entered)));
-        }
-        let attachment = current.attached.pop()?;
-        current.entered -= 1;
-        Some(Ok(std::mem::replace(
-            &mut current.context,
-            attachment.previous,
-        )))
-    })
-    .ok()
-    .flatten()?;
-    match detached {
-        Ok(context) => Some(context),
-        Err(depths) => out_of_order(depths),
-    }
-}
-
-/// The panic of a [`detach`] or [`leave_in_place`] from inside a context entered after the
-/// one being left.
+/// Closes a `run`'s or poll's frame at `depth` the long way: with observers to tell,
+/// entries left open above it, or orphans below it to close after it.
 #[cold]
-fn out_of_order((attached, found): (u32, u32)) -> ! {
-    panic!(
-        "ctx: a context attached with `Context::attach` or entered with \
-         `Context::enter` (entry depth {attached}) was left while a context entered \
-         after it was still current (depth {found}); leave `run`s and polls before \
-         detaching"
-    )
+#[inline(never)]
+fn close_lexical(ctx: &mut Context, depth: u32, observers: u32) {
+    let leaked = close_entries_above(depth);
+    let panicked = observer::tell_leaving(observers);
+    let _ = with_mut(|current| {
+        debug_assert_eq!(current.depth(), depth, "frames close in order");
+        current.swap_out(ctx);
+    });
+    close_orphans();
+    if leaked {
+        misuse(
+            "an `Entry` (from `Context::enter`) was still open when the `run`, poll or scope \
+             it was entered in ended; its context was dropped. Leave an entry with \
+             `Entry::leave` before leaving the code that entered it",
+        );
+    }
+    resume(panicked);
 }
 
-/// Makes `ctx` current *in place* when the current context is empty and has handed out
-/// no token (a worker thread's own context, normally) and no observer is installed:
-/// there is then nothing to keep aside, and `ctx` takes its place in the slot, leaving
-/// that empty context in `ctx`. The depth entered, for [`leave_in_place`]; `None` (and
-/// `ctx` untouched) when the caller must attach instead.
-#[inline]
-pub(crate) fn enter_in_place(ctx: &mut Context) -> Option<u32> {
-    if observer::installed() > 0 {
-        // Observers are told of every entry, with the context swapped in.
-        return None;
+/// Closes the entries open above `depth`, innermost first, putting back what each
+/// swapped out and dropping its context; whether there were any.
+fn close_entries_above(depth: u32) -> bool {
+    let mut closed = false;
+    loop {
+        let top = read(|current| {
+            current
+                .entries
+                .last()
+                .filter(|held| held.depth > depth && held.depth == current.depth())
+                .map(|held| (held.serial, held.observers))
+        });
+        let Ok(Some((serial, observers))) = top else {
+            return closed;
+        };
+        // A panic of an observer here would hide the misuse being reported.
+        drop(observer::tell_leaving(observers));
+        drop(pop_entry(serial));
+        closed = true;
     }
+}
+
+/// Closes the orphaned entries that are now innermost: their frames above have closed.
+fn close_orphans() {
+    loop {
+        let top = read(|current| {
+            current
+                .entries
+                .last()
+                .filter(|held| held.orphaned && held.depth == current.depth())
+                .map(|held| (held.serial, held.observers))
+        });
+        let Ok(Some((serial, observers))) = top else {
+            return;
+        };
+        drop(observer::tell_leaving(observers));
+        drop(pop_entry(serial));
+    }
+}
+
+/// Pops the innermost entry, which is `serial`'s, and swaps back what it swapped out;
+/// the context that is left. Tells no observer.
+fn pop_entry(serial: u64) -> Option<Context> {
     with_mut(|current| {
-        // No token carries identity 0, so none from outside could have reset in the
-        // context that `leave_in_place` will put back.
-        (current.context.id == 0 && current.context.map.is_empty()).then(|| {
-            std::mem::swap(&mut current.context, ctx);
-            current.entered += 1;
-            current.entered
-        })
+        let held = current.entries.pop()?;
+        debug_assert_eq!(held.serial, serial, "the innermost entry");
+        if held.orphaned {
+            current.frames -= 1 << ORPHANS;
+        }
+        let mut ctx = held.previous;
+        current.swap_out(&mut ctx);
+        Some(ctx)
     })
     .ok()
     .flatten()
 }
 
-/// Leaves the context [`enter_in_place`] entered at `depth`, giving it back as the code
-/// that ran in it left it and leaving an empty context current, as it was.
+/// Opens an entry's frame: `ctx` becomes current until [`leave`] with the returned
+/// serial. The context is given back while the thread is exiting.
+#[inline]
+pub(crate) fn open(mut ctx: Context) -> Result<u64, (Context, AccessError)> {
+    let opened = with_mut(|current| {
+        let depth = current.swap_in(&mut ctx);
+        current.serial += 1;
+        let serial = current.serial;
+        current.entries.push(Held {
+            serial,
+            depth,
+            previous: std::mem::take(&mut ctx),
+            observers: 0,
+            orphaned: false,
+        });
+        serial
+    });
+    match opened {
+        Ok(serial) => {
+            let installed = observer::installed();
+            if installed > 0 {
+                tell_entry_entered(serial, installed);
+            }
+            Ok(serial)
+        }
+        Err(error) => Err((ctx, error)),
+    }
+}
+
+/// Tells the observers of an entry, and records how many were told; if one panics, the
+/// entry is left before the panic goes on, so that no frame outlives its handle.
+#[cold]
+#[inline(never)]
+fn tell_entry_entered(serial: u64, installed: u32) {
+    let mut told = 0;
+    let panicked = observer::tell_entered(installed, &mut told);
+    let _ = with_mut(|current| {
+        if let Some(held) = current.entries.last_mut() {
+            held.observers = told;
+        }
+    });
+    if let Some(payload) = panicked {
+        if !std::thread::panicking() {
+            drop(leave(serial));
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// Closes the frame of the entry `serial`, and gives back its context as the code that
+/// ran in it left it: see the module docs for an entry left out of order.
 ///
 /// # Panics
 ///
-/// If a context entered after it is still current.
+/// If the entry is not the innermost frame, or was closed already by a misuse.
 #[inline]
-pub(crate) fn leave_in_place(depth: u32) -> Context {
-    let left = with_mut(|current| {
-        // While unwinding, a second panic would abort: restore what can be restored.
-        if current.entered != depth && !std::thread::panicking() {
-            return Err((depth, current.entered));
+pub(crate) fn leave(serial: u64) -> Context {
+    let fast = with_mut(|current| {
+        let top = current.entries.last()?;
+        let clean = top.serial == serial
+            && top.depth == current.depth()
+            && top.observers == 0
+            && current.orphans() == 0
+            && !current.overlaid_here();
+        if !clean {
+            return None;
         }
-        current.entered -= 1;
-        // A move: nothing is dropped under the borrow.
-        Ok(std::mem::take(&mut current.context))
+        let mut ctx = current.entries.pop()?.previous;
+        current.swap_out(&mut ctx);
+        Some(ctx)
     });
-    match left {
-        Ok(Ok(context)) => context,
-        Ok(Err(depths)) => out_of_order(depths),
+    match fast {
+        Ok(Some(ctx)) => ctx,
+        Ok(None) => leave_slow(serial),
         // The thread is exiting: nothing is left to take.
         Err(_) => Context::new(),
     }
 }
 
-/// Gives the thread a new, empty base context in strict mode until the returned guard
-/// drops: code run outside any entered context (an executor's unwrapped tasks) then
-/// neither sees the caller's values nor can set any. The guard puts everything back.
-pub(crate) fn enter_strict_base() -> Result<StrictBase, AccessError> {
+/// [`leave`] the long way: observers to tell, or the entry out of order.
+#[cold]
+#[inline(never)]
+fn leave_slow(serial: u64) -> Context {
+    let found = read(|current| {
+        let at = current
+            .entries
+            .iter()
+            .rposition(|held| held.serial == serial)?;
+        let held = &current.entries[at];
+        Some((
+            held.depth,
+            held.observers,
+            current.lexical_above(held.depth),
+        ))
+    })
+    .ok()
+    .flatten();
+    let Some((depth, observers, lexical_above)) = found else {
+        misuse(
+            "an `Entry` was left after its frame was closed: it was still open when the \
+             `run`, poll or scope around it ended, or when an entry made before it was left",
+        );
+        return Context::new();
+    };
+    if lexical_above {
+        // The frames above keep what they swapped out on their own stacks: leave
+        // this entry to close once they have.
+        let _ = with_mut(|current| {
+            if let Some(held) = current.entries.iter_mut().find(|h| h.serial == serial) {
+                held.orphaned = true;
+                current.frames += 1 << ORPHANS;
+            }
+        });
+        misuse(OUT_OF_ORDER);
+        return Context::new();
+    }
+    let later = close_entries_above(depth);
+    let panicked = observer::tell_leaving(observers);
+    let ctx = pop_entry(serial).unwrap_or_default();
+    close_orphans();
+    if later {
+        drop(ctx);
+        misuse(OUT_OF_ORDER);
+        return Context::new();
+    }
+    resume(panicked);
+    ctx
+}
+
+const OUT_OF_ORDER: &str = "an `Entry` (from `Context::enter`) was left while a context \
+    entered after it (a `run`, a poll, a `sync_scope` or a later entry) was still open; \
+    the thread is put back as it was before the entry, and its context dropped. Leave \
+    `run`s, polls, scopes and later entries first";
+
+/// Reports a misuse of the frames, once the thread has been put back; quiet while a
+/// panic unwinds, where a second one would abort.
+#[cold]
+fn misuse(message: &str) {
+    if !std::thread::panicking() {
+        panic!("ctx: {message}");
+    }
+}
+
+/// Resumes an observer's panic caught while the thread was being put back.
+fn resume(panicked: Option<Box<dyn Any + Send>>) {
+    if let Some(payload) = panicked {
+        if !std::thread::panicking() {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// Runs `f` on a new, empty base context in strict mode: code run outside any entered
+/// context (an executor's unwrapped tasks) then neither sees the caller's values nor can
+/// set any. Everything is put back on return and on panic.
+///
+/// # Panics
+///
+/// If the thread is exiting.
+pub(crate) fn strict_base<R>(f: impl FnOnce() -> R) -> R {
+    let mut base = Context::new();
+    let entered = enter(&mut base);
+    let depth = entered.depth();
+    if depth == 0 {
+        panic!("ctx: strict::run called while the thread is exiting");
+    }
     let saved = with_mut(|current| {
-        let base = Current {
-            context: Context::new(),
-            scopes: Vec::new(),
-            entered: 0,
-            strict: true,
-            attached: Vec::new(),
-        };
-        std::mem::replace(current, base)
-    })?;
-    Ok(StrictBase { saved: Some(saved) })
+        let saved = (current.strict, current.base);
+        (current.strict, current.base) = (true, depth);
+        saved
+    });
+    // Dropped before `entered`: the mode goes back while the base is still current.
+    let _mode = StrictMode(saved.ok());
+    f()
 }
 
-/// Restores the thread's state from before [`enter_strict_base`] when dropped.
-pub(crate) struct StrictBase {
-    saved: Option<Current>,
-}
+/// Puts back the strict mode and base from before a [`strict_base`].
+struct StrictMode(Option<(bool, u32)>);
 
-impl Drop for StrictBase {
+impl Drop for StrictMode {
     fn drop(&mut self) {
-        let Some(saved) = self.saved.take() else {
-            return;
-        };
-        // The strict base is dropped after the borrow ends. It holds no values unless
-        // strict mode was turned off inside, but dropping values is user code.
-        let _base = with_mut(|current| std::mem::replace(current, saved));
+        if let Some((strict, base)) = self.0 {
+            let _ = with_mut(|current| (current.strict, current.base) = (strict, base));
+        }
     }
 }
 
 /// Sets `var` to `value` in the current context until the returned guard drops, as if
 /// in a copy of it: see the module documentation.
-pub(crate) fn scope(var: Key, name: &'static str, value: Value) -> Result<Scoped, AccessError> {
+pub(crate) fn overlay(var: Key, name: &'static str, value: Value) -> Result<Overlaid, AccessError> {
     with_mut(|current| {
         let context = &mut current.context;
         let old = context.map.insert(var, name, value);
-        let saved_id = std::mem::replace(&mut context.id, SCOPED);
-        let entered_at = current.entered;
-        current.scopes.push(Scope {
+        let saved_id = std::mem::replace(&mut context.id, OVERLAID);
+        let depth = current.depth();
+        current.overlays.push(Overlay {
             var,
             name,
             old,
             saved_id,
-            entered_at,
+            depth,
             saved: None,
         });
-    })?;
-    Ok(Scoped { _private: () })
+        Overlaid { depth }
+    })
 }
 
-/// Closes the innermost `sync_scope` when dropped: restores the map and identity the
+/// Closes the innermost overlay when dropped: restores the map and identity the
 /// context had before it.
-pub(crate) struct Scoped {
-    _private: (),
+pub(crate) struct Overlaid {
+    depth: u32,
 }
 
-impl Drop for Scoped {
+impl Drop for Overlaid {
+    #[inline]
     fn drop(&mut self) {
         // Dropped after the borrow ends: the scope's value, or the map the closure
         // wrote to, may hold the last reference to values with a `Drop` of their own.
-        let _displaced = with_mut(|current| {
-            let scope = current.scopes.pop().expect("one frame per open scope");
-            let context = &mut current.context;
-            context.id = scope.saved_id;
-            match scope.saved {
-                // A write inside made the map differ by more than the scope's value.
-                Some(before) => (Some(std::mem::replace(&mut context.map, before)), scope.old),
-                None => (None, context.map.restore(scope.var, scope.name, scope.old)),
-            }
+        let undone = with_mut(|current| {
+            // The overlay's frame is innermost, and no orphan waits: the common case.
+            (current.frames == u64::from(self.depth)).then(|| current.undo_overlay())
         });
+        match undone {
+            Ok(Some(displaced)) => drop(displaced),
+            Ok(None) => close_overlay(self.depth),
+            // The thread is exiting: nothing is left to restore.
+            Err(_) => {}
+        }
+    }
+}
+
+impl Current {
+    /// Takes the innermost overlay off the current context: puts back the map and
+    /// identity it had before; what that displaces, to be dropped after the borrow.
+    #[inline]
+    fn undo_overlay(&mut self) -> (Option<Map>, Option<Value>) {
+        let overlay = self.overlays.pop().expect("one record per open overlay");
+        debug_assert_eq!(overlay.depth, self.depth(), "overlays nest with frames");
+        let context = &mut self.context;
+        context.id = overlay.saved_id;
+        match overlay.saved {
+            // A write inside made the map differ by more than the scope's value.
+            Some(before) => (
+                Some(std::mem::replace(&mut context.map, before)),
+                overlay.old,
+            ),
+            None => (
+                None,
+                context.map.restore(overlay.var, overlay.name, overlay.old),
+            ),
+        }
+    }
+}
+
+/// Closes the overlay at `depth` the long way: with entries left open inside the
+/// scope, which hold the context it overlays, or orphans to close after it.
+#[cold]
+#[inline(never)]
+fn close_overlay(depth: u32) {
+    let leaked = close_entries_above(depth);
+    let _displaced = with_mut(Current::undo_overlay);
+    close_orphans();
+    if leaked {
+        misuse(
+            "an `Entry` (from `Context::enter`) was still open when the `sync_scope` it \
+             was entered in ended; its context was dropped. Leave an entry before the \
+             scope ends",
+        );
     }
 }
 

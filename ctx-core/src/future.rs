@@ -133,7 +133,7 @@ impl<F> WithContext<F> {
     #[inline]
     fn in_context<R>(self: Pin<&mut Self>, f: impl FnOnce(Pin<&mut F>) -> (R, bool)) -> R {
         let mut this = self.project();
-        let _entered = current::enter(this.context).ok();
+        let _entered = current::enter(this.context);
         let inner = this.inner.as_mut().as_pin_mut().expect(POLLED_AFTER);
         let (out, finished) = f(inner);
         if finished {
@@ -152,10 +152,8 @@ fn drop_inner<F>(mut inner: Pin<&mut Option<F>>, context: &mut Context) {
     if inner.is_none() {
         return;
     }
-    match current::enter(context) {
-        Ok(_entered) => inner.set(None),
-        Err(_) => inner.set(None),
-    }
+    let _entered = current::enter(context);
+    inner.set(None);
 }
 
 const COMPLETED: &str = "ctx: WithContext's inner future was dropped when it completed";

@@ -41,7 +41,9 @@
 //! assert_eq!(LEGACY_USER.get(), None);
 //! ```
 
+use std::any::Any;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 /// Told of every context switch on every thread: see the [module docs](self).
@@ -49,8 +51,13 @@ use std::sync::OnceLock;
 /// Calls come in nested pairs on each thread: `entered` when a context has been made
 /// current, `leaving` when it is about to stop being current (on return, on panic, and
 /// when a future is dropped inside its context). Both run with the context in question
-/// current, outside ctx's own borrows: they may read and set variables. They must not
-/// panic: `leaving` also runs while a panic unwinds, where a second panic aborts.
+/// current, outside ctx's own borrows: they may read and set variables.
+///
+/// They should not panic. If one does, the thread is still put back in the right
+/// context: a panic in `entered` leaves the context again (telling `leaving` to the
+/// observers told of the entry, the panicking one excepted) and goes on; a panic in
+/// `leaving` is caught, the other observers are told, the previous context is made
+/// current, and then the panic goes on (or is dropped, if a panic is unwinding already).
 pub trait Observer: Send + Sync + 'static {
     /// A context was entered on this thread and is now current.
     fn entered(&self);
@@ -98,19 +105,9 @@ impl fmt::Display for Full {
 
 impl std::error::Error for Full {}
 
-/// Tells the observers that a context was entered; how many there were, so that the
-/// same ones, and only they, are told when it is left (an observer installed in
-/// between was not told of the entry).
-#[inline]
-pub(crate) fn entered() -> usize {
-    let told = installed();
-    tell_entered(told);
-    told
-}
-
 /// How many observers are installed (slots fill in order).
 #[inline]
-pub(crate) fn installed() -> usize {
+pub(crate) fn installed() -> u32 {
     // The first empty slot ends the list: the common case, none, is one load.
     if OBSERVERS[0].get().is_none() {
         return 0;
@@ -119,44 +116,49 @@ pub(crate) fn installed() -> usize {
 }
 
 #[inline(never)]
-fn count() -> usize {
-    OBSERVERS
+fn count() -> u32 {
+    let count = OBSERVERS
         .iter()
         .take_while(|slot| slot.get().is_some())
-        .count()
+        .count();
+    // At most `MAX_OBSERVERS`.
+    count as u32
 }
 
-/// Tells the first `told` observers that a context was entered.
-#[inline]
-pub(crate) fn tell_entered(told: usize) {
-    if told > 0 {
-        notify_entered(told);
-    }
-}
-
+/// Tells the first `installed` observers that a context was entered, counting in
+/// `told` each one that returned; stops at the first that panics, and gives its panic
+/// back, so that the frame can be closed (telling exactly the `told` ones) before the
+/// panic goes on.
 // Out of line: the path without observers stays a load and a branch.
 #[inline(never)]
-fn notify_entered(told: usize) {
-    OBSERVERS[..told]
+pub(crate) fn tell_entered(installed: u32, told: &mut u32) -> Option<Box<dyn Any + Send>> {
+    for observer in OBSERVERS[..installed as usize]
         .iter()
         .filter_map(OnceLock::get)
-        .for_each(|observer| observer.entered());
+    {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| observer.entered())) {
+            return Some(payload);
+        }
+        *told += 1;
+    }
+    None
 }
 
 /// Tells the first `told` observers, in the reverse order, that the context entered
-/// last is about to be left.
+/// last is about to be left. Every one is told even if one panics: the first panic is
+/// given back, to be resumed once the thread is back in the previous context.
 #[inline(never)]
-pub(crate) fn leaving(told: usize) {
-    if told == 1 {
-        // The common case: one observer, no loop.
-        if let Some(observer) = OBSERVERS[0].get() {
-            observer.leaving();
-        }
-        return;
-    }
-    OBSERVERS[..told]
+pub(crate) fn tell_leaving(told: u32) -> Option<Box<dyn Any + Send>> {
+    let mut panicked = None;
+    for observer in OBSERVERS[..told as usize]
         .iter()
         .rev()
         .filter_map(OnceLock::get)
-        .for_each(|observer| observer.leaving());
+    {
+        let outcome = catch_unwind(AssertUnwindSafe(|| observer.leaving()));
+        if let Err(payload) = outcome {
+            panicked.get_or_insert(payload);
+        }
+    }
+    panicked
 }

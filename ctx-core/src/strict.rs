@@ -88,9 +88,7 @@ pub fn is_enabled() -> bool {
 ///
 /// If called while the thread is exiting.
 pub fn run<R>(f: impl FnOnce() -> R) -> R {
-    let _base = current::enter_strict_base()
-        .unwrap_or_else(|_| panic!("ctx: strict::run called while the thread is exiting"));
-    f()
+    current::strict_base(f)
 }
 
 #[cold]

@@ -162,7 +162,7 @@ impl<T: Send + Sync + 'static> Drop for ResetGuard<'_, T> {
         let name = self.var.name();
         // The guard's context is current, but hidden by a scope opened after the guard.
         let in_later_scope =
-            || crate::current::read(|current| current.scopes_hide(context)).unwrap_or(false);
+            || crate::current::read(|current| current.overlays_hide(context)).unwrap_or(false);
         match error {
             ResetError::Superseded => panic!(
                 "ctx: ResetGuard for {name:?} dropped while a later set of {name:?} is still \

@@ -427,7 +427,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// As [`Context::run`].
     pub fn sync_scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
-        let _scope = current::scope(self.key(), self.name, Arc::new(value));
+        let _overlay = current::overlay(self.key(), self.name, Arc::new(value));
         f()
     }
 

@@ -68,8 +68,21 @@
 //! A task whose context is empty (nothing inherited, nothing set) has no entry, and each
 //! shard keeps its count where a poll can read it without the lock: polls of such tasks
 //! in an empty shard take no lock at all. Every task enters its context with
-//! [`Context::enter`], which on a worker whose own context is empty (the usual case
-//! between tasks) moves it into the thread's slot and out again, keeping nothing aside.
+//! [`Context::enter`], which keeps the worker's own context aside on the thread until
+//! the poll ends, and leaves it again after the poll.
+//!
+//! # When things go wrong
+//!
+//! - A user hook chained through [`TaskHooks`] that panics cannot leave the thread in
+//!   the task's context: the task's context is left before the panic goes on.
+//! - Polls nest when a task starts a runtime of its own inside
+//!   `tokio::task::block_in_place`: the inner runtime's tasks are polled while the outer
+//!   task's poll is under way, and each keeps its own context.
+//! - A task spawned through a retained `Handle` onto a runtime that has shut down is
+//!   never polled (tokio reports its end before its spawn): nothing is stored for it.
+//! - When a runtime is dropped with tasks still pending, tokio drops their futures
+//!   without running any hook first: their `Drop` runs in whatever context the thread
+//!   dropping the runtime is in (a worker's, or for a current-thread runtime the caller's).
 //!
 //! A lock-free store was not chosen: it would need `unsafe` (a context moved through an
 //! atomic pointer) or a box allocated for every task. It would take a context with one
@@ -82,6 +95,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::mem::ManuallyDrop;
 use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -224,26 +238,31 @@ impl TaskHooks {
             move |meta: &TaskMeta<'_>| {
                 shared.before_poll(meta.id());
                 if let Some(user) = &user {
+                    // If the user's hook panics, the task's context is left again
+                    // before the panic goes on: no caller runs in it.
+                    let leave = AfterPoll(&shared, meta.id());
                     user(meta);
+                    std::mem::forget(leave);
                 }
             }
         };
         let after_poll = {
             let (shared, user) = (Arc::clone(&shared), self.after_poll);
             move |meta: &TaskMeta<'_>| {
+                // Leaves the task's context after the user's hook, even if it panics.
+                let _leave = AfterPoll(&shared, meta.id());
                 if let Some(user) = &user {
                     user(meta);
                 }
-                shared.after_poll(meta.id());
             }
         };
         let on_terminate = {
             let (shared, user) = (shared, self.on_terminate);
             move |meta: &TaskMeta<'_>| {
+                let _terminate = Terminated(&shared, meta);
                 if let Some(user) = &user {
                     user(meta);
                 }
-                shared.terminated(meta.id(), meta.spawned_at());
             }
         };
         builder
@@ -251,6 +270,25 @@ impl TaskHooks {
             .on_before_task_poll(before_poll)
             .on_after_task_poll(after_poll)
             .on_task_terminate(on_terminate)
+    }
+}
+
+/// Runs ctx's `after_poll` when dropped: after the user's hook, or instead of the rest
+/// of a `before_poll` whose user hook panicked.
+struct AfterPoll<'a>(&'a Shared, Id);
+
+impl Drop for AfterPoll<'_> {
+    fn drop(&mut self) {
+        self.0.after_poll(self.1);
+    }
+}
+
+/// Runs ctx's `terminated` when dropped, after the user's hook, even if it panics.
+struct Terminated<'a, 'm>(&'a Shared, &'a TaskMeta<'m>);
+
+impl Drop for Terminated<'_, '_> {
+    fn drop(&mut self) {
+        self.0.terminated(self.1.id(), self.1.spawned_at());
     }
 }
 
@@ -463,20 +501,32 @@ thread_local! {
     /// already: the spawn hook then stores nothing for it (no double wrap cost).
     static WRAPPED: Cell<bool> = const { Cell::new(false) };
 
-    /// The poll under way on this thread, if any. Task polls do not nest on a thread:
-    /// tokio refuses to start a runtime inside another's task.
+    /// The poll under way on this thread, if any, innermost first. Polls nest when a
+    /// task starts a runtime of its own inside `block_in_place`: its tasks are polled
+    /// on this thread while its own poll is under way.
     static POLL: Cell<Option<Poll>> = const { Cell::new(None) };
+
+    /// The task whose `terminate` ran on this thread with no poll of it under way, last:
+    /// tokio runs a task's `terminate` before its `spawn` when it is spawned onto a runtime
+    /// that has shut down, and the spawn must then store nothing.
+    static TERMINATED: Cell<Option<Id>> = const { Cell::new(None) };
 }
 
 /// A task's poll, from the hook before it to the hook after it.
+///
+/// Nothing in it is dropped implicitly, so that [`POLL`] needs no destructor: a
+/// thread-local with one is reached through a slower path (+56 instructions a poll).
+/// Every `Poll` is taken apart by `after_poll`; one left on an exiting thread (which
+/// cannot be mid-poll) would be leaked, not dropped in the wrong context.
 struct Poll {
     task: Id,
-    /// The task's context, entered for the poll: in place, normally (see
-    /// [`Context::enter`]).
-    entry: Entry,
+    /// The task's context, entered for the poll (see [`Context::enter`]).
+    entry: ManuallyDrop<Entry>,
     /// Whether the task ended during the poll (tokio runs `terminate` inside a task's
     /// last poll): its context is then dropped after the poll rather than stored.
     ended: bool,
+    /// The poll this one runs inside, if polls nest (see [`POLL`]).
+    outer: Option<ManuallyDrop<Box<Poll>>>,
 }
 
 /// Marks the spawns of ctx's adapters on this thread until dropped.
@@ -505,7 +555,7 @@ struct Shared {
 impl Shared {
     /// On the spawner's thread, in its context.
     fn spawned(&self, id: Id) {
-        if self.mode == Mode::Isolate || WRAPPED.get() {
+        if self.mode == Mode::Isolate || WRAPPED.get() || TERMINATED.take() == Some(id) {
             return;
         }
         let inherited = Context::inherited();
@@ -517,19 +567,33 @@ impl Shared {
     #[inline]
     fn before_poll(&self, id: Id) {
         let context = self.store.take(id).unwrap_or_default();
+        let outer = POLL.take().map(|outer| ManuallyDrop::new(Box::new(outer)));
         POLL.set(Some(Poll {
             task: id,
-            entry: context.enter(),
+            entry: ManuallyDrop::new(context.enter()),
             ended: false,
+            outer,
         }));
     }
 
     #[inline]
     fn after_poll(&self, id: Id) {
         let Some(poll) = POLL.take() else { return };
-        debug_assert_eq!(poll.task, id, "task polls do not nest on a thread");
-        let context = poll.entry.leave();
-        if !poll.ended && !context.is_empty() {
+        if poll.task != id {
+            // Not this task's poll (a hook of another runtime's that panicked): the
+            // poll under way stays.
+            POLL.set(Some(poll));
+            return;
+        }
+        let Poll {
+            entry,
+            ended,
+            outer,
+            ..
+        } = poll;
+        POLL.set(outer.map(|outer| *ManuallyDrop::into_inner(outer)));
+        let context = ManuallyDrop::into_inner(entry).leave();
+        if !ended && !context.is_empty() {
             self.store.put(id, context);
         }
         // Otherwise dropped here, outside every borrow.
@@ -551,6 +615,7 @@ impl Shared {
             }
             other => {
                 POLL.set(other);
+                TERMINATED.set(Some(id));
                 self.store.take(id).unwrap_or_default()
             }
         };

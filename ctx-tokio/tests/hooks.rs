@@ -336,3 +336,82 @@ fn your_own_hooks_are_chained() {
     assert_eq!(counts, [1, 2, 2, 1]);
     assert_eq!(*seen_in_poll.lock().unwrap(), [Some(3), Some(3)]);
 }
+
+/// A hooked runtime started inside `block_in_place` polls its tasks on the thread that
+/// is polling the outer task: the polls nest, and the outer task keeps its context.
+#[test]
+fn a_runtime_inside_block_in_place_leaves_the_outer_task_its_context() {
+    let outer = runtime("multi_thread", TaskHooks::inherit());
+    let seen = outer.block_on(async {
+        tokio::spawn(async {
+            REQUEST_ID.set(5);
+            let inner_saw = tokio::task::block_in_place(|| {
+                let inner = runtime("current_thread", TaskHooks::inherit());
+                inner.block_on(async { tokio::spawn(async { REQUEST_ID.get() }).await.unwrap() })
+            });
+            let same_poll = REQUEST_ID.get();
+            tokio::task::yield_now().await;
+            (inner_saw, same_poll, REQUEST_ID.get())
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(seen, (Some(5), Some(5), Some(5)));
+}
+
+/// A user's poll hook that panics must not leave the thread inside the task's context:
+/// the panic leaves the runtime, and the caller's thread is in its own context again.
+#[test]
+fn a_panicking_user_poll_hook_leaves_the_thread_in_its_own_context() {
+    for hook in ["before", "after"] {
+        let seen = std::thread::spawn(move || {
+            let panics = move |_: &tokio::runtime::TaskMeta<'_>| {
+                if REQUEST_ID.get() == Some(2) {
+                    panic!("user hook");
+                }
+            };
+            let hooks = match hook {
+                "before" => TaskHooks::inherit().on_before_task_poll(panics),
+                _ => TaskHooks::inherit().on_after_task_poll(panics),
+            };
+            let runtime = runtime("current_thread", hooks);
+            REQUEST_ID.set(1);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(async {
+                    let task = async {
+                        REQUEST_ID.set(2);
+                        tokio::task::yield_now().await;
+                    };
+                    let _ = tokio::spawn(task).await;
+                });
+            }));
+            assert!(outcome.is_err(), "{hook}: the hook's panic leaves block_on");
+            let seen = REQUEST_ID.get();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(runtime)));
+            seen
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, Some(1), "{hook}: the caller's own value");
+    }
+}
+
+/// A task spawned through a retained handle onto a runtime that has shut down is never
+/// polled, and tokio reports its end before its spawn: nothing may be kept for it.
+#[test]
+fn a_spawn_onto_a_shut_down_runtime_keeps_no_context() {
+    static HELD: ContextVar<Arc<()>> = ContextVar::new("held");
+    let runtime = runtime("current_thread", TaskHooks::inherit());
+    let handle = runtime.handle().clone();
+    drop(runtime);
+    let value = Arc::new(());
+    let weak = Arc::downgrade(&value);
+    Context::new().with_value(&HELD, value).run(|| {
+        drop(handle.spawn(async {}));
+    });
+    assert!(
+        weak.upgrade().is_none(),
+        "the store still holds the spawner's context"
+    );
+    drop(handle);
+}
