@@ -95,7 +95,7 @@ pub struct ContextFields {
 }
 
 /// How fields are written: `name=value` pairs, or JSON object members.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Text,
     Json,
@@ -189,6 +189,24 @@ fn is_plain<T: 'static>() -> bool {
     .contains(&TypeId::of::<T>())
 }
 
+/// What names tracing-subscriber's JSON format in its type: `Format<Json, _>`.
+const JSON_FORMAT: &str = "tracing_subscriber::fmt::format::json::Json";
+
+/// The members tracing-subscriber's JSON format writes itself, at the top level of a
+/// line (`flatten_event` puts the event's own fields there too).
+const JSON_MEMBERS: [&str; 10] = [
+    "timestamp",
+    "level",
+    "message",
+    "target",
+    "fields",
+    "span",
+    "spans",
+    "threadName",
+    "threadId",
+    "filename",
+];
+
 /// One variable: its field name, what goes before its value, and how to read it.
 #[derive(Clone)]
 struct Field {
@@ -272,13 +290,28 @@ impl ContextFields {
 
     /// Wraps an event formatter (such as `tracing_subscriber::fmt::format()` or its
     /// `.json()`) so that its lines carry these fields.
+    ///
+    /// Whether the lines are JSON objects (the fields become their first members) or
+    /// text (`name=value` pairs at the end) is told by the formatter's type:
+    /// tracing-subscriber's JSON format writes JSON, every other format text. A
+    /// formatter of your own that writes JSON objects says so with
+    /// [`ContextFormat::json_lines`].
+    ///
+    /// # Panics
+    ///
+    /// For a JSON format, if a field is named as a member the format writes itself
+    /// (`timestamp`, `level`, `message`, `target`, `fields`, `span`, `spans`, …): the line
+    /// would have the key twice, and readers that keep the last would lose the value.
     pub fn wrap<E>(self, inner: E) -> ContextFormat<E> {
         static FORMATS: AtomicU64 = AtomicU64::new(0);
+        let json = std::any::type_name::<E>().contains(JSON_FORMAT);
         ContextFormat {
             inner,
             fields: self,
             id: FORMATS.fetch_add(1, Ordering::Relaxed),
+            mode: Mode::Text,
         }
+        .json_lines(json)
     }
 
     fn push(
@@ -321,43 +354,41 @@ impl ContextFields {
             return self.render(&Context::current(), out, mode, ansi);
         }
         let key = (format, mode, ansi);
-        let at = match kept.iter().position(|rendered| rendered.key == key) {
-            Some(at) if kept[at].stamp.is_current() => {
-                let rendered = &kept[at];
+        let at = kept.iter().position(|rendered| rendered.key == key);
+        if let Some(at) = at {
+            let rendered = &kept[at];
+            if rendered.stamp.is_current() {
                 out.push_str(&rendered.fields);
                 return Ok(rendered.any);
             }
-            Some(at) => at,
-            None => {
-                if kept.len() == Rendered::KEPT {
-                    kept.remove(0);
-                }
-                kept.push(Rendered {
-                    key,
-                    stamp: Context::new().stamp(),
-                    fields: String::new(),
-                    any: false,
-                });
-                kept.len() - 1
-            }
+        }
+        // Out of `kept` while it is written: a panic part-way (a default builder, a
+        // `Display`) must leave no half-written fields that a later line could reuse.
+        let mut rendered = match at {
+            Some(at) => kept.remove(at),
+            None => Rendered {
+                key,
+                stamp: Context::new().stamp(),
+                fields: String::new(),
+                any: false,
+            },
         };
         // One snapshot for all fields: a reference count, where reading each variable
         // on its own would take one per field.
         let context = Context::current();
-        let rendered = &mut kept[at];
         rendered.fields.clear();
-        match self.render(&context, &mut rendered.fields, mode, ansi) {
-            Ok(any) => {
-                rendered.any = any;
-                rendered.stamp = context.stamp();
-                out.push_str(&rendered.fields);
-                Ok(any)
+        let any = self.render(&context, &mut rendered.fields, mode, ansi)?;
+        out.push_str(&rendered.fields);
+        // A huge value is written, not kept: its buffer would stay with the thread.
+        if rendered.fields.capacity() <= Buffers::KEPT_CAPACITY {
+            rendered.any = any;
+            rendered.stamp = context.stamp();
+            if kept.len() == Rendered::KEPT {
+                kept.remove(0);
             }
-            Err(error) => {
-                kept.remove(at);
-                Err(error)
-            }
+            kept.push(rendered);
         }
+        Ok(any)
     }
 
     /// Writes the fields that have a value in `context` to `out`, as `mode` wants them;
@@ -405,17 +436,21 @@ impl ContextFields {
     }
 
     /// Writes `line`, a formatted event, to `out` with the fields added: as the first
-    /// members of a JSON object (a line that starts with `{`), else as `name=value` pairs
-    /// before the line's end. The fields are appended to `line` first, so that `out`
-    /// gets a few large writes.
+    /// members of a JSON object, else as `name=value` pairs before the line's end. The
+    /// fields are appended to `line` first, so that `out` gets a few large writes.
     fn write_line(
         &self,
         format: u64,
+        mode: Mode,
         out: &mut Writer<'_>,
         line: &mut String,
         kept: &mut Vec<Rendered>,
     ) -> fmt::Result {
-        if line.starts_with('{') {
+        if mode == Mode::Json {
+            if !line.starts_with('{') {
+                // Not an object after all: nothing can be spliced into it.
+                return out.write_str(line);
+            }
             let end = line.len();
             if !self.append_fields(format, line, Mode::Json, false, kept)? {
                 return out.write_str(line);
@@ -451,9 +486,10 @@ impl fmt::Debug for ContextFields {
     }
 }
 
-/// Writes what it is given with the characters that can start a terminal escape
-/// sequence escaped, as tracing-subscriber escapes event fields in text: a value from
-/// the wire (a baggage entry, a header) must not recolour or rewrite a terminal.
+/// Writes what it is given with every control character escaped: C0 (U+0000 to
+/// U+001F, line breaks, tabs and `ESC` among them), `DEL` and C1 (U+0080 to U+009F). A
+/// value from the wire (a baggage entry, a header) must not start a line of its own
+/// that a reader would take for another event, nor recolour or rewrite a terminal.
 struct TerminalSafe<'a>(&'a mut String);
 
 impl fmt::Write for TerminalSafe<'_> {
@@ -467,13 +503,12 @@ impl fmt::Write for TerminalSafe<'_> {
             self.0.push_str(value);
             return Ok(());
         }
-        // Else character by character: ESC, BEL, BS, FF and DEL, and the C1 controls
-        // (U+0080 to U+009F), as tracing-subscriber escapes them.
         for ch in value.chars() {
             match ch {
-                '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' => {
-                    write!(self.0, "\\x{:02x}", u32::from(ch))?;
-                }
+                '\n' => self.0.push_str("\\n"),
+                '\r' => self.0.push_str("\\r"),
+                '\t' => self.0.push_str("\\t"),
+                '\0'..='\x1f' | '\x7f' => write!(self.0, "\\x{:02x}", u32::from(ch))?,
                 '\u{80}'..='\u{9f}' => write!(self.0, "\\u{{{:x}}}", u32::from(ch))?,
                 _ => self.0.push(ch),
             }
@@ -520,9 +555,42 @@ pub struct ContextFormat<E> {
     fields: ContextFields,
     /// Tells this format's kept fields from other formats' on the same thread.
     id: u64,
+    /// Whether the wrapped formatter writes JSON objects or text lines.
+    mode: Mode,
 }
 
 impl<E> ContextFormat<E> {
+    /// Says whether the wrapped formatter writes each line as a JSON object (`true`: the
+    /// fields become its first members) or as text (`false`: `name=value` pairs at the
+    /// end). [`ContextFields::wrap`] tells this from the formatter's type; use this for a
+    /// formatter of your own.
+    ///
+    /// # Panics
+    ///
+    /// With `true`, if a field is named as a member tracing-subscriber's JSON format
+    /// writes itself (see [`ContextFields::wrap`]).
+    #[must_use]
+    pub fn json_lines(mut self, json: bool) -> Self {
+        if json {
+            if let Some(clash) = self
+                .fields
+                .fields
+                .iter()
+                .find(|field| JSON_MEMBERS.contains(&field.name))
+            {
+                panic!(
+                    "ctx-tracing: the field name {:?} is a member the JSON format writes \
+                     itself; the line would have the key twice and readers keeping the \
+                     last would lose a value. Give the variable another field name with \
+                     `ContextFields::display_as` or `debug_as`",
+                    clash.name
+                );
+            }
+        }
+        self.mode = if json { Mode::Json } else { Mode::Text };
+        self
+    }
+
     /// The wrapped formatter.
     pub fn inner(&self) -> &E {
         &self.inner
@@ -551,6 +619,19 @@ impl Rendered {
     const KEPT: usize = 4;
 }
 
+impl Buffers {
+    /// The most a buffer keeps between lines: one huge line must not leave the thread
+    /// holding its buffers for good.
+    const KEPT_CAPACITY: usize = 64 * 1024;
+
+    /// Lets go of what a huge line made a buffer grow to.
+    fn shrink(&mut self) {
+        if self.line.capacity() > Self::KEPT_CAPACITY {
+            self.line = String::new();
+        }
+    }
+}
+
 /// A thread's buffers: reused, so that an event allocates nothing once they have grown.
 #[derive(Default)]
 struct Buffers {
@@ -563,6 +644,23 @@ struct Buffers {
 
 thread_local! {
     static BUFFERS: RefCell<Buffers> = RefCell::default();
+}
+
+/// The bytes this thread's buffers hold between lines: for tests of what one huge
+/// line leaves behind.
+#[doc(hidden)]
+pub fn __kept_capacity() -> usize {
+    BUFFERS
+        .try_with(|buffers| {
+            let buffers = buffers.borrow();
+            buffers.line.capacity()
+                + buffers
+                    .kept
+                    .iter()
+                    .map(|rendered| rendered.fields.capacity())
+                    .sum::<usize>()
+        })
+        .unwrap_or(0)
 }
 
 impl<S, N, E> FormatEvent<S, N> for ContextFormat<E>
@@ -581,8 +679,15 @@ where
             buffers.line.clear();
             self.inner
                 .format_event(ctx, Writer::new(&mut buffers.line), event)?;
-            self.fields
-                .write_line(self.id, &mut writer, &mut buffers.line, &mut buffers.kept)
+            let written = self.fields.write_line(
+                self.id,
+                self.mode,
+                &mut writer,
+                &mut buffers.line,
+                &mut buffers.kept,
+            );
+            buffers.shrink();
+            written
         };
         // Formatting within formatting (a value's `Display` that logs) gets buffers of
         // its own.

@@ -417,3 +417,116 @@ fn terminal_controls_in_values_are_escaped_in_text() {
     });
     assert_eq!(lines[0]["tenant"], hostile);
 }
+
+/// A default builder that panics part-way through a line: what was written of that line's
+/// fields must not be kept for another line to copy.
+#[test]
+fn a_panic_while_writing_fields_leaves_nothing_for_another_line() {
+    static FRAGILE: ContextVar<String> =
+        ContextVar::with_default("fragile", || panic!("no default for you"));
+    let fields = ContextFields::new()
+        .display_as("request_id", &REQUEST_ID)
+        .display_as("fragile", &FRAGILE);
+    let lines = text(fields, || {
+        let mut first = Context::new()
+            .with_value(&REQUEST_ID, 1)
+            .with_value(&FRAGILE, "ok".to_string());
+        let mut second = Context::new().with_value(&REQUEST_ID, 2);
+        first.run(|| tracing::info!("one"));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            second.run(|| tracing::info!("two"));
+        }));
+        assert!(panicked.is_err(), "the default builder panics");
+        first.run(|| tracing::info!("three"));
+    });
+    assert_eq!(
+        lines,
+        [
+            " INFO log_lines: one request_id=1 fragile=ok",
+            " INFO log_lines: three request_id=1 fragile=ok",
+        ]
+    );
+}
+
+/// A value from the wire cannot start a line of its own, nor hide a control character.
+#[test]
+fn text_values_escape_every_control_character() {
+    let lines = text(fields(), || {
+        TENANT.set("a\n INFO log_lines: forged\r\0\x0b\t\x1b[2J\x7f\u{85}é".into());
+        tracing::info!("real");
+    });
+    assert_eq!(
+        lines,
+        [r" INFO log_lines: real tenant=a\n INFO log_lines: forged\r\x00\x0b\t\x1b[2J\x7f\u{85}é"]
+    );
+}
+
+/// A text line that happens to start with `{` is still text: the fields go at its end.
+#[test]
+fn a_text_line_starting_with_a_brace_gets_text_fields() {
+    let out = Capture::default();
+    let fields = fields();
+    let subscriber = tracing_subscriber::fmt()
+        .without_time()
+        .with_ansi(false)
+        .with_level(false)
+        .with_target(false)
+        .with_writer(out.clone())
+        .map_event_format(|format| fields.wrap(format))
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        Context::new().run(|| {
+            REQUEST_ID.set(7);
+            tracing::info!(r#"{{"looks":"like json"}}"#);
+        });
+    });
+    assert_eq!(out.lines(), [r#"{"looks":"like json"} request_id=7"#]);
+}
+
+/// A field named as a member the JSON format writes itself is refused when the format
+/// is configured, naming the clash; text formats take any name.
+#[test]
+fn a_json_field_named_like_the_formats_own_members_is_refused() {
+    for name in [
+        "message",
+        "level",
+        "target",
+        "timestamp",
+        "fields",
+        "span",
+        "spans",
+    ] {
+        let fields = ContextFields::new().display_as(name, &TENANT);
+        let message = ctx_tests::expect_panic(|| {
+            tracing_subscriber::fmt()
+                .json()
+                .map_event_format(|format| fields.clone().wrap(format))
+        });
+        assert!(message.contains(&format!("{name:?}")), "{message}");
+        let lines = text(fields, || {
+            TENANT.set("acme".into());
+            tracing::info!("fine");
+        });
+        assert_eq!(lines, [format!(" INFO log_lines: fine {name}=acme")]);
+    }
+}
+
+/// One huge value is written, and then let go of: the thread keeps small buffers.
+#[test]
+fn a_huge_value_leaves_no_huge_buffers_behind() {
+    let huge = "x".repeat(8 << 20);
+    let kept = std::thread::spawn(move || {
+        let lines = text(fields(), || {
+            TENANT.set(huge);
+            tracing::info!("big");
+        });
+        assert_eq!(
+            lines[0].len(),
+            " INFO log_lines: big tenant=".len() + (8 << 20)
+        );
+        ctx_tracing::__kept_capacity()
+    })
+    .join()
+    .unwrap();
+    assert!(kept <= 128 * 1024, "{kept} bytes kept");
+}
