@@ -311,24 +311,27 @@ impl<'a> Entered<'a> {
         (self.frame >> OBSERVERS) as u32
     }
 
-    /// Tells the observers of the entry, and records how many were told: if one
-    /// panics, the panic goes on from here, and the guard, dropped as it unwinds, tells
-    /// those told of the exit and puts the thread back.
+    /// Tells the observers of the entry (see [`tell_frame_entered`]).
     #[cold]
     #[inline(never)]
     fn tell_observers(mut self, installed: u32) -> Self {
-        let mut told = 0;
-        let panicked = observer::tell_entered(installed, &mut told);
-        self.frame |= u64::from(told) << OBSERVERS;
-        if let Some(payload) = panicked {
-            // While a panic unwinds (a future dropped in its context), a second one
-            // would abort: the context is entered as if the observer had returned.
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(payload);
-            }
-        }
+        let panicked = tell_frame_entered(&mut self.frame, installed);
+        // Resumed with the guard alive: dropped as the panic unwinds, it closes the frame.
+        resume(panicked);
         self
     }
+}
+
+/// Tells the observers of a frame's entry, and records in `frame` how many were told;
+/// the panic of one that panicked, to be resumed with the frame's guard alive, which
+/// then tells those told of the exit and puts the thread back as the panic unwinds.
+/// While a panic unwinds already (a future dropped in its context), a second one would
+/// abort: the frame then stays entered as if the observer had returned.
+fn tell_frame_entered(frame: &mut u64, installed: u32) -> Option<Box<dyn Any + Send>> {
+    let mut told = 0;
+    let panicked = observer::tell_entered(installed, &mut told);
+    *frame |= u64::from(told) << OBSERVERS;
+    panicked
 }
 
 impl Drop for Entered<'_> {
@@ -620,7 +623,7 @@ impl Drop for StrictMode {
 /// Sets `var` to `value` in the current context until the returned guard drops, as if
 /// in a copy of it: see the module documentation.
 pub(crate) fn overlay(var: Key, name: &'static str, value: Value) -> Result<Overlaid, AccessError> {
-    with_mut(|current| {
+    let overlaid = with_mut(|current| {
         let context = &mut current.context;
         let old = context.map.insert(var, name, value);
         let saved_id = std::mem::replace(&mut context.id, OVERLAID);
@@ -633,14 +636,35 @@ pub(crate) fn overlay(var: Key, name: &'static str, value: Value) -> Result<Over
             depth,
             saved: None,
         });
-        Overlaid { depth }
-    })
+        Overlaid {
+            frame: u64::from(depth),
+        }
+    })?;
+    // A scope is a copy of the context, entered: observers are told, as of any entry.
+    let installed = observer::installed();
+    if installed > 0 {
+        return Ok(overlaid.tell_observers(installed));
+    }
+    Ok(overlaid)
 }
 
 /// Closes the innermost overlay when dropped: restores the map and identity the
 /// context had before it.
 pub(crate) struct Overlaid {
-    depth: u32,
+    /// The depth of the frame the overlay is laid in, and above [`OBSERVERS`] how many
+    /// observers were told of it, as in [`Entered::frame`].
+    frame: u64,
+}
+
+impl Overlaid {
+    /// Tells the observers of the scope (see [`tell_frame_entered`]).
+    #[cold]
+    #[inline(never)]
+    fn tell_observers(mut self, installed: u32) -> Self {
+        let panicked = tell_frame_entered(&mut self.frame, installed);
+        resume(panicked);
+        self
+    }
 }
 
 impl Drop for Overlaid {
@@ -649,12 +673,13 @@ impl Drop for Overlaid {
         // Dropped after the borrow ends: the scope's value, or the map the closure
         // wrote to, may hold the last reference to values with a `Drop` of their own.
         let undone = with_mut(|current| {
-            // The overlay's frame is innermost, and no orphan waits: the common case.
-            (current.frames == u64::from(self.depth)).then(|| current.undo_overlay())
+            // The overlay's frame is innermost, no observer was told, no orphan waits:
+            // the common case.
+            (current.frames == self.frame).then(|| current.undo_overlay())
         });
         match undone {
             Ok(Some(displaced)) => drop(displaced),
-            Ok(None) => close_overlay(self.depth),
+            Ok(None) => close_overlay(self.frame as u32, (self.frame >> OBSERVERS) as u32),
             // The thread is exiting: nothing is left to restore.
             Err(_) => {}
         }
@@ -688,8 +713,9 @@ impl Current {
 /// scope, which hold the context it overlays, or orphans to close after it.
 #[cold]
 #[inline(never)]
-fn close_overlay(depth: u32) {
+fn close_overlay(depth: u32, observers: u32) {
     let leaked = close_entries_above(depth);
+    let panicked = observer::tell_leaving(observers);
     let _displaced = with_mut(Current::undo_overlay);
     close_orphans();
     if leaked {
@@ -699,6 +725,7 @@ fn close_overlay(depth: u32) {
              scope ends",
         );
     }
+    resume(panicked);
 }
 
 /// Hands out context identities (for `ResetError::WrongContext`) without a shared

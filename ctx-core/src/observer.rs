@@ -6,8 +6,9 @@
 //! variable follows ctx everywhere (into spawned tasks, across threads), but their
 //! thread-local does not. An [`Observer`] is told each time a context is entered on a
 //! thread ([`Context::run`](crate::Context::run), each poll of a
-//! [`WithContext`](crate::WithContext)) and each time it is left, so it can attach its
-//! value from the entered context and detach it again.
+//! [`WithContext`](crate::WithContext), an [`Entry`](crate::Entry), a
+//! [`sync_scope`](crate::ContextVar::sync_scope), which runs in a copy) and each time it
+//! is left, so it can attach its value from the entered context and detach it again.
 //!
 //! The hot path pays one atomic load when no observer is installed: observers are
 //! installed for the life of the process, in a fixed number of slots, and never removed.

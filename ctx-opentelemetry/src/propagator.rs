@@ -20,9 +20,17 @@ use crate::w3c::{self, BAGGAGE, Entry};
 /// - **inject** writes one `baggage` header: the OpenTelemetry context's own baggage,
 ///   then the variables set in the current ctx context (which win on a shared key), and
 ///   the entries received with the request that no variable is marked for.
-/// - **extract** sets the marked variables in the current ctx context, and returns the
-///   OpenTelemetry context with every entry as its baggage. A malformed or oversized
-///   header sets nothing and returns the context unchanged, with a warning.
+/// - **extract** is pure, as OpenTelemetry's own: it returns the OpenTelemetry context
+///   with every entry of the header as its baggage, and changes nothing else. Run the
+///   code that handles the request or message in
+///   [`ContextBaggage::context_from`] that context: the marked variables are set there,
+///   from this header alone, so a consumer handling one message after another never
+///   sees an earlier message's values. A malformed or oversized header returns the
+///   context unchanged, with a warning.
+///
+/// Entries of the OpenTelemetry baggage whose metadata could not be sent as baggage
+/// properties (line breaks, characters that are not ASCII) are sent without it, with a
+/// warning: every header it writes is a valid header value.
 #[derive(Clone, Debug)]
 pub struct BaggagePropagator {
     baggage: ContextBaggage,
@@ -45,10 +53,21 @@ impl TextMapPropagator for BaggagePropagator {
             .baggage()
             .iter()
             .filter(|(key, _)| w3c::is_valid_key(key.as_str()))
-            .map(|(key, (value, metadata))| Entry {
-                key: key.to_string(),
-                value: value.to_string(),
-                properties: metadata.as_str().to_owned(),
+            .map(|(key, (value, metadata))| {
+                let mut properties = metadata.as_str().to_owned();
+                if !w3c::is_valid_properties(&properties) {
+                    tracing::warn!(
+                        target: "ctx_opentelemetry",
+                        key = key.as_str(),
+                        "baggage metadata not sent: it is not valid baggage properties"
+                    );
+                    properties.clear();
+                }
+                Entry {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    properties,
+                }
             })
             .collect();
         if let Some(header) = self.baggage.encode_with(theirs) {
@@ -60,14 +79,11 @@ impl TextMapPropagator for BaggagePropagator {
         let lines = extractor.get_all(BAGGAGE).unwrap_or_default();
         match w3c::parse(lines) {
             Ok(entries) if entries.is_empty() => cx.clone(),
-            Ok(entries) => {
-                self.baggage.set_from(&entries);
-                cx.with_baggage(
-                    entries.into_iter().map(|entry| {
-                        KeyValueMetadata::new(entry.key, entry.value, entry.properties)
-                    }),
-                )
-            }
+            Ok(entries) => cx.with_baggage(
+                entries
+                    .into_iter()
+                    .map(|entry| KeyValueMetadata::new(entry.key, entry.value, entry.properties)),
+            ),
             Err(error) => {
                 tracing::warn!(target: "ctx_opentelemetry", %error, "baggage header ignored");
                 cx.clone()

@@ -54,6 +54,14 @@ pub enum BaggageError {
         /// What was expected there.
         expected: &'static str,
     },
+    /// An entry given by the program (not parsed from a header) cannot be written as
+    /// one: its key is not a token, or its properties do not follow the format.
+    InvalidEntry {
+        /// The entry's key.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for BaggageError {
@@ -73,6 +81,9 @@ impl fmt::Display for BaggageError {
                     f,
                     "malformed baggage header: expected {expected} at byte {at}"
                 )
+            }
+            BaggageError::InvalidEntry { key, reason } => {
+                write!(f, "baggage entry {key:?} cannot be sent: {reason}")
             }
         }
     }
@@ -139,6 +150,26 @@ impl<'a> Parser<'a> {
         match self.take_while(is_token) {
             "" => Err(self.error("a key")),
             key => Ok(key),
+        }
+    }
+
+    /// `property *( OWS ";" OWS property )`, to the end of the text.
+    fn properties(&mut self) -> Result<(), BaggageError> {
+        loop {
+            self.skip_ows();
+            self.key()?;
+            self.skip_ows();
+            if self.peek() == Some(b'=') {
+                self.at += 1;
+                self.skip_ows();
+                self.take_while(is_value_octet);
+                self.skip_ows();
+            }
+            match self.peek() {
+                None => return Ok(()),
+                Some(b';') => self.at += 1,
+                Some(_) => return Err(self.error("`;` or the end")),
+            }
         }
     }
 
@@ -294,25 +325,54 @@ pub fn is_valid_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(is_token)
 }
 
+/// Whether `properties` can follow an entry's value on the wire (after its `;`): `key`
+/// or `key=value` properties, separated by `;`, in visible ASCII. Empty is valid.
+pub fn is_valid_properties(properties: &str) -> bool {
+    properties.is_empty()
+        || Parser {
+            text: properties,
+            at: 0,
+        }
+        .properties()
+        .is_ok()
+}
+
+impl Entry {
+    /// Whether this entry can be written on the wire as it is: its key a token, its
+    /// properties following the format (its value is percent-encoded as needed).
+    ///
+    /// # Errors
+    ///
+    /// [`BaggageError::InvalidEntry`], saying which part is wrong.
+    pub fn check(&self) -> Result<(), BaggageError> {
+        let reason = if !is_valid_key(&self.key) {
+            "its key is not a token (letters, digits and !#$%&'*+-.^_`|~)"
+        } else if !is_valid_properties(&self.properties) {
+            "its properties are not `key` or `key=value` in visible ASCII, separated by `;`"
+        } else {
+            return Ok(());
+        };
+        Err(BaggageError::InvalidEntry {
+            key: self.key.clone(),
+            reason,
+        })
+    }
+}
+
 /// Writes `entries` as one `baggage` header value, leaving out the entries that would
-/// take it over [`MAX_ENTRIES`] or [`MAX_BYTES`]; the header and the keys of the
+/// take it over [`MAX_ENTRIES`] or [`MAX_BYTES`], and those that cannot be written
+/// ([`Entry::check`]); the header, always a valid header value, and the keys of the
 /// entries left out.
-///
-/// # Panics
-///
-/// If a key is not a valid baggage key ([`is_valid_key`]); keys come from the program,
-/// never from the wire.
 pub fn encode<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> (String, Vec<&'a str>) {
     let mut header = String::new();
     let mut count = 0;
     let mut left_out = Vec::new();
     let mut member = String::new();
     for entry in entries {
-        assert!(
-            is_valid_key(&entry.key),
-            "{:?} is not a baggage key: use letters, digits and !#$%&'*+-.^_`|~",
-            entry.key
-        );
+        if entry.check().is_err() {
+            left_out.push(entry.key.as_str());
+            continue;
+        }
         member.clear();
         member.push_str(&entry.key);
         member.push('=');

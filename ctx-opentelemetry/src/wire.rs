@@ -20,6 +20,8 @@ static FORWARDED: ContextVar<Arc<[Entry]>> = ContextVar::new("ctx_opentelemetry.
 type Encode = dyn Fn(&Context) -> Option<String> + Send + Sync;
 /// Sets a variable, in the current context, from its wire form.
 type Decode = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+/// A context without the variable.
+type Remove = dyn Fn(Context) -> Context + Send + Sync;
 
 #[derive(Clone)]
 struct Marked {
@@ -27,6 +29,7 @@ struct Marked {
     key: &'static str,
     encode: Arc<Encode>,
     decode: Arc<Decode>,
+    remove: Arc<Remove>,
 }
 
 impl Marked {
@@ -50,6 +53,7 @@ impl Marked {
                 drop(var.set(value));
                 Ok(())
             }),
+            remove: Arc::new(move |context| context.without(var)),
         }
     }
 
@@ -216,11 +220,16 @@ impl ContextBaggage {
 
     /// Sets the marked variables from `entries`, in the current context, and keeps the
     /// others to be forwarded; how many variables it set. An entry whose value does not
-    /// parse is skipped, with a warning.
+    /// parse is skipped, and so is one that could not be sent on ([`Entry::check`]: a
+    /// key that is not a token, malformed properties), each with a warning that says why.
     pub fn set_from(&self, entries: &[Entry]) -> usize {
         let mut set = 0;
         let mut forwarded = Vec::new();
         for entry in entries {
+            if let Err(error) = entry.check() {
+                tracing::warn!(target: "ctx_opentelemetry", %error, "baggage entry skipped");
+                continue;
+            }
             match self.vars.baggage.iter().find(|m| m.key == entry.key) {
                 Some(marked) => set += usize::from(marked.set(&entry.value, BAGGAGE)),
                 None => forwarded.push(entry.clone()),
@@ -230,6 +239,56 @@ impl ContextBaggage {
             drop(FORWARDED.set(forwarded.into()));
         }
         set
+    }
+
+    /// The context to handle a message in, from the OpenTelemetry context a propagator
+    /// extracted from it (see [`BaggagePropagator`](crate::BaggagePropagator)): a copy of
+    /// the current context in which the marked variables, and the entries to forward,
+    /// are exactly those of `otel`'s baggage. Nothing of an earlier message's is left in
+    /// it, and the current context is not changed.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use ctx_core::context_var;
+    /// use ctx_opentelemetry::ContextBaggage;
+    /// use opentelemetry::propagation::TextMapPropagator;
+    ///
+    /// #[context_var]
+    /// static TENANT: String;
+    ///
+    /// let baggage = ContextBaggage::new().var("tenant", &TENANT);
+    /// let propagator = baggage.propagator();
+    /// let messages = [("baggage", "tenant=acme"), ("baggage", "other=1")];
+    /// # ctx_core::Context::new().run(|| {
+    /// let mut seen = Vec::new();
+    /// for (name, value) in messages {
+    ///     let carrier = HashMap::from([(name.to_owned(), value.to_owned())]);
+    ///     let otel = propagator.extract(&carrier);
+    ///     seen.push(baggage.context_from(&otel).run(|| TENANT.get()));
+    /// }
+    /// assert_eq!(seen, [Some("acme".to_owned()), None]);
+    /// # });
+    /// ```
+    pub fn context_from(&self, otel: &opentelemetry::Context) -> Context {
+        use opentelemetry::baggage::BaggageExt;
+        let entries: Vec<Entry> = otel
+            .baggage()
+            .iter()
+            .map(|(key, (value, metadata))| Entry {
+                key: key.to_string(),
+                value: value.to_string(),
+                properties: metadata.as_str().to_owned(),
+            })
+            .collect();
+        let mut context = self
+            .vars
+            .baggage
+            .iter()
+            .fold(Context::current().without(&FORWARDED), |context, marked| {
+                (marked.remove)(context)
+            });
+        context.run(|| self.set_from(&entries));
+        context
     }
 
     /// Sets the marked variables, in the current context, from an incoming request's

@@ -338,12 +338,15 @@ fn the_propagator_composes_with_trace_context() {
         );
         assert_eq!(carrier["baggage"], "region=eu,tenant=acme,userId=7");
 
-        // Extract: ctx's variables set in the current context, every entry in the
-        // returned OpenTelemetry context, the span context too.
+        // Extract: pure, every entry in the returned OpenTelemetry context, the span
+        // context too; ctx's variables set in the context made from it.
         Context::new().run(|| {
             let extracted = propagator.extract(&carrier);
-            assert_eq!(TENANT.get().as_deref(), Some("acme"));
-            assert_eq!(USER_ID.get(), Some(7));
+            assert_eq!(TENANT.get(), None, "extract changes no ctx context");
+            baggage().context_from(&extracted).run(|| {
+                assert_eq!(TENANT.get().as_deref(), Some("acme"));
+                assert_eq!(USER_ID.get(), Some(7));
+            });
             assert_eq!(
                 extracted.baggage().get("region").map(|v| v.to_string()),
                 Some("eu".to_owned())
@@ -360,9 +363,104 @@ fn the_propagator_composes_with_trace_context() {
         bad.insert("baggage".to_owned(), "tenant=acme,=".to_owned());
         Context::new().run(|| {
             let extracted = propagator.extract(&bad);
-            assert_eq!(TENANT.get(), None);
             assert_eq!(extracted.baggage().len(), 0);
+            assert_eq!(
+                baggage().context_from(&extracted).run(|| TENANT.get()),
+                None
+            );
         });
+    });
+}
+
+/// A consumer handling messages one after another in one context: each message's
+/// values are its own, whatever came before, and a malformed one has none.
+#[test]
+fn extracting_message_after_message_never_mixes_their_values() {
+    fresh(|| {
+        let baggage = baggage();
+        let propagator = baggage.propagator();
+        let messages = [
+            "tenant=first,extra=1",
+            "userId=2",
+            "tenant=third,=malformed",
+        ];
+        let mut seen = Vec::new();
+        for message in messages {
+            let carrier = HashMap::from([("baggage".to_owned(), message.to_owned())]);
+            let otel = propagator.extract(&carrier);
+            seen.push(baggage.context_from(&otel).run(|| {
+                let mut outgoing = HeaderMap::new();
+                baggage.inject(&mut outgoing);
+                let forwarded = outgoing
+                    .get("baggage")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (TENANT.get(), USER_ID.get(), forwarded)
+            }));
+        }
+        assert_eq!(
+            seen,
+            [
+                (
+                    Some("first".into()),
+                    None,
+                    Some("tenant=first,extra=1".into())
+                ),
+                (None, Some(2), Some("userId=2".into())),
+                (None, None, None),
+            ]
+        );
+        assert_eq!((TENANT.get(), USER_ID.get()), (None, None));
+    });
+}
+
+/// OpenTelemetry baggage metadata that is not valid baggage properties never reaches
+/// the carrier: every value the propagator writes is a valid header value.
+#[test]
+fn the_propagator_writes_only_valid_header_values() {
+    use opentelemetry::baggage::{BaggageMetadata, KeyValueMetadata};
+    fresh(|| {
+        let otel = opentelemetry::Context::new().with_baggage([
+            KeyValueMetadata::new("a", "1", BaggageMetadata::from("ttl=1\r\nx-evil: 1")),
+            KeyValueMetadata::new("b", "2", BaggageMetadata::from("région=é")),
+            KeyValueMetadata::new("c", "3", BaggageMetadata::from("ttl=60;private")),
+        ]);
+        let mut carrier = HashMap::new();
+        let logged = warnings(|| baggage().propagator().inject_context(&otel, &mut carrier));
+        let header = &carrier["baggage"];
+        assert!(http::HeaderValue::from_str(header).is_ok(), "{header:?}");
+        // OpenTelemetry's baggage has no order.
+        let mut members: Vec<&str> = header.split(',').collect();
+        members.sort_unstable();
+        assert_eq!(members, ["a=1", "b=2", "c=3;ttl=60;private"]);
+        assert_eq!(logged.len(), 2, "{logged:?}");
+    });
+}
+
+/// Entries handed to `set_from` by hand that could not be sent on are skipped where
+/// they are given, with the reason, and the others (ours included) still go out.
+#[test]
+fn entries_that_cannot_be_sent_are_refused_by_set_from() {
+    fresh(|| {
+        let baggage = baggage();
+        let logged = warnings(|| {
+            let set = baggage.set_from(&[
+                entry("user id", "x", ""),
+                entry("bad", "x", "ttl=1\r\nx-evil: 1"),
+                entry("tenant", "acme", ""),
+                entry("keep", "on", "ttl=1"),
+            ]);
+            assert_eq!(set, 1);
+        });
+        assert_eq!(logged.len(), 2, "{logged:?}");
+        assert!(logged[0].contains("key is not a token"), "{logged:?}");
+        assert!(logged[1].contains("properties"), "{logged:?}");
+        let mut outgoing = HeaderMap::new();
+        baggage.inject(&mut outgoing);
+        assert_eq!(outgoing["baggage"], "tenant=acme,keep=on;ttl=1");
+        // And `encode` skips such entries rather than panicking.
+        let (bad, ok) = (entry("user id", "x", ""), entry("ok", "1", ""));
+        let (header, left_out) = w3c::encode([&bad, &ok]);
+        assert_eq!((header.as_str(), left_out), ("ok=1", vec!["user id"]));
     });
 }
 

@@ -110,3 +110,26 @@ fn a_panicking_poll_leaves_the_thread_clean() {
         assert_eq!(otel_tenant(), None);
     });
 }
+
+/// A `bridge::set` inside a `sync_scope` is the scope's, like any `set` there: once the
+/// scope ends, the bridge and OpenTelemetry's current context agree again.
+#[test]
+fn a_set_inside_a_sync_scope_ends_with_it() {
+    use ctx_core::ContextVar;
+    static MARK: ContextVar<u8> = ContextVar::new("mark");
+    assert!(bridge::install());
+    fresh(|| {
+        Context::new().run(|| {
+            bridge::set(otel("outer"));
+            MARK.sync_scope(1, || {
+                bridge::set(otel("scoped"));
+                assert_eq!(otel_tenant().as_deref(), Some("scoped"));
+            });
+            let stored =
+                bridge::get().and_then(|cx| cx.baggage().get("tenant").map(|v| v.to_string()));
+            assert_eq!(stored.as_deref(), Some("outer"));
+            assert_eq!(otel_tenant().as_deref(), Some("outer"));
+        });
+        assert_eq!(otel_tenant(), None);
+    });
+}
