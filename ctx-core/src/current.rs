@@ -48,6 +48,7 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use crate::Context;
 use crate::error::AccessError;
@@ -64,6 +65,7 @@ thread_local! {
             serial: 0,
             entries: Vec::new(),
             overlays: Vec::new(),
+            abandoned: Vec::new(),
         })
     };
 }
@@ -97,7 +99,23 @@ pub(crate) struct Current {
     /// The open `sync_scope` overlays, innermost last. They are closures, so they nest
     /// with the frames: the innermost belongs to the current context.
     overlays: Vec<Overlay>,
+    /// Sets whose guards were dropped while a later set was in place, oldest first.
+    abandoned: Vec<Abandoned>,
 }
+
+/// The set of a [`ResetGuard`](crate::ResetGuard) dropped while a later set of its
+/// variable was still in place: see [`Current::abandon`].
+struct Abandoned {
+    context: u64,
+    var: u32,
+    /// The value the guard's set wrote: the one that, once back in place, is undone.
+    written: Weak<dyn Any + Send + Sync>,
+    /// What the guard would have restored.
+    old: Option<Value>,
+}
+
+/// How many abandoned sets a thread remembers; the oldest is forgotten first.
+const ABANDONED: usize = 16;
 
 /// The frame of an open [`Entry`](crate::Entry).
 struct Held {
@@ -187,6 +205,53 @@ impl Current {
             .rev()
             .take_while(|o| o.depth == self.depth())
             .any(|o| o.saved_id == id)
+    }
+
+    /// Remembers the set of a guard dropped while a later set of `var` is in place (two
+    /// `join!` branches' guards, say): the later value stays, and when a reset of
+    /// the later set brings `written` back, [`Current::undo_abandoned`] undoes the
+    /// guard's set too, as if the guards had been dropped in order. What it lets go of,
+    /// to be dropped after the borrow.
+    pub(crate) fn abandon(&mut self, var: Key, written: &Value, old: Option<Value>) -> Vec<Value> {
+        let mut dropped = Vec::new();
+        if self.abandoned.len() == ABANDONED {
+            dropped.extend(self.abandoned.remove(0).old);
+        }
+        self.abandoned.push(Abandoned {
+            context: self.context.id,
+            var: var.id,
+            written: Arc::downgrade(written),
+            old,
+        });
+        dropped
+    }
+
+    /// After a reset of `var`: while the value now in place is an abandoned set's, undoes
+    /// that set too (see [`Current::abandon`]). What it displaced, to be dropped after the
+    /// borrow.
+    #[inline]
+    pub(crate) fn undo_abandoned(&mut self, var: Key, name: &'static str) -> Vec<Value> {
+        if self.abandoned.is_empty() {
+            return Vec::new();
+        }
+        self.undo_abandoned_slow(var, name)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn undo_abandoned_slow(&mut self, var: Key, name: &'static str) -> Vec<Value> {
+        let mut displaced = Vec::new();
+        while let Some(now) = self.context.map.get_shared(var) {
+            let found = self.abandoned.iter().position(|abandoned| {
+                abandoned.context == self.context.id
+                    && abandoned.var == var.id
+                    && std::ptr::addr_eq(abandoned.written.as_ptr(), Arc::as_ptr(now))
+            });
+            let Some(at) = found else { break };
+            let abandoned = self.abandoned.remove(at);
+            displaced.extend(self.context.map.restore(var, name, abandoned.old));
+        }
+        displaced
     }
 
     /// The swap that opens a frame: `ctx` becomes current, and holds the previous one.

@@ -18,6 +18,19 @@ type Invariant<T> = PhantomData<(T, fn(T) -> T)>;
 ///
 /// A token can be used once: `reset` takes it by value. It is accepted only by the
 /// variable that created it, in the context it was created in.
+///
+/// # Variance
+///
+/// A token is invariant in `T`: a covariant one could be retyped by subtyping (as
+/// `for<'a> fn(&'a u8)` to `fn(&'static u8)`) and its old value read as the wrong type.
+///
+/// ```compile_fail
+/// use ctx_core::Token;
+///
+/// fn retype(token: Token<for<'a> fn(&'a u8)>) -> Token<fn(&'static u8)> {
+///     token
+/// }
+/// ```
 pub struct Token<T> {
     var_id: u32,
     var_name: &'static str,
@@ -97,9 +110,27 @@ impl<T> fmt::Debug for Token<T> {
 ///   copy);
 /// - a later set of the variable is still in place (a guard dropped out of order, as in
 ///   two `join!` branches, or a plain `set` after the guard's that was never reset):
-///   resetting now would throw that value away, or bring back one that was reset.
+///   resetting now would throw that value away, or bring back one that was reset. The
+///   later value stays; the guard's own set is undone as soon as a reset of the later
+///   one brings the guard's value back (as when the other branch's guard drops while
+///   the panic unwinds), so that it never outlives them.
 ///
 /// Use [`ResetGuard::reset`] to handle these as errors instead.
+///
+/// # Variance
+///
+/// A guard is invariant in `T`, as [`Token`] and [`ContextVar`] are: it cannot be
+/// retyped by subtyping, and reset a variable with a value of another type.
+///
+/// ```compile_fail
+/// use ctx_core::ResetGuard;
+///
+/// fn retype<'g>(
+///     guard: ResetGuard<'g, for<'a> fn(&'a u8)>,
+/// ) -> ResetGuard<'g, fn(&'static u8)> {
+///     guard
+/// }
+/// ```
 #[must_use = "the variable is reset as soon as the guard is dropped"]
 pub struct ResetGuard<'a, T: Send + Sync + 'static> {
     var: &'a ContextVar<T>,
@@ -130,7 +161,7 @@ impl<'a, T: Send + Sync + 'static> ResetGuard<'a, T> {
     /// As [`ContextVar::reset`], and [`ResetError::Superseded`] while a later set of the
     /// variable is still in place. Nothing changes on error.
     pub fn reset(mut self) -> Result<(), ResetError> {
-        self.reset_now()
+        self.reset_now(false)
     }
 
     /// Disarms the guard: the value stays set, and the token is the caller's.
@@ -142,9 +173,12 @@ impl<'a, T: Send + Sync + 'static> ResetGuard<'a, T> {
         std::mem::replace(&mut self.token, Token::disarmed())
     }
 
-    fn reset_now(&mut self) -> Result<(), ResetError> {
+    /// Resets; with `abandon`, a reset refused as superseded is remembered, to be
+    /// undone when the later sets are (see `Drop`).
+    fn reset_now(&mut self, abandon: bool) -> Result<(), ResetError> {
         let token = self.take();
-        self.var.reset_checked(token, self.written.as_ref())
+        self.var
+            .reset_checked(token, self.written.as_ref(), abandon)
     }
 }
 
@@ -154,7 +188,10 @@ impl<T: Send + Sync + 'static> Drop for ResetGuard<'_, T> {
             return;
         }
         let context = self.token.context_id();
-        let error = match self.reset_now() {
+        // Superseded: the later set's value stays (throwing it away would hide it from
+        // code still running), and this guard's set is undone as soon as the later sets
+        // are, so that nothing this guard set outlives them.
+        let error = match self.reset_now(true) {
             Ok(()) | Err(ResetError::ThreadExiting) => return,
             Err(_) if std::thread::panicking() => return,
             Err(error) => error,

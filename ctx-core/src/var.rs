@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -51,6 +52,22 @@ use crate::{Context, WithContext};
 /// variable at every mention, so a value set through one mention is never seen through
 /// another (clippy's `declare_interior_mutable_const` warns about such a `const`, and
 /// `#[context_var]` refuses one).
+///
+/// # Variance
+///
+/// A variable is invariant in `T`: a covariant one could be used, through subtyping, as
+/// a variable of another type (`for<'a> fn(&'a u8)` as `fn(&'static u8)`), whose sets
+/// and reads would disagree on what its values are.
+///
+/// ```compile_fail
+/// use ctx_core::ContextVar;
+///
+/// fn retype<'v>(
+///     var: &'v ContextVar<for<'a> fn(&'a u8)>,
+/// ) -> &'v ContextVar<fn(&'static u8)> {
+///     var
+/// }
+/// ```
 pub struct ContextVar<T: 'static> {
     name: &'static str,
     /// Dense process-wide id, the key in every context's map; 0 until first written.
@@ -58,6 +75,9 @@ pub struct ContextVar<T: 'static> {
     /// Whether spawned tasks inherit the value (see "Flow policy").
     inherit: bool,
     default: LazyDefault<T>,
+    /// Invariant in `T` on purpose, not by the accident of what `default` holds:
+    /// [`downcast`] depends on it.
+    _invariant: PhantomData<fn(T) -> T>,
 }
 
 /// Hands out variable ids. Starts at 1: 0 means "not assigned yet".
@@ -73,6 +93,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             id: AtomicU32::new(0),
             inherit: true,
             default: LazyDefault::new(None),
+            _invariant: PhantomData,
         }
     }
 
@@ -100,6 +121,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             id: AtomicU32::new(0),
             inherit: true,
             default: LazyDefault::new(Some(default)),
+            _invariant: PhantomData,
         }
     }
 
@@ -339,15 +361,18 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// - [`ResetError::WrongContext`]: the token was created in another context.
     /// - [`ResetError::ThreadExiting`]: the thread's thread-locals are being destroyed.
     pub fn reset(&self, token: Token<T>) -> Result<(), ResetError> {
-        self.reset_checked(token, None)
+        self.reset_checked(token, None, false)
     }
 
     /// [`reset`](ContextVar::reset); with `written`, only while the variable still holds
-    /// that value (for [`ResetGuard`], whose sets nest).
+    /// that value (for [`ResetGuard`], whose sets nest). With `abandon` too, a reset
+    /// refused because a later set is still in place is remembered instead (see
+    /// [`Current::abandon`](crate::current::Current::abandon)).
     pub(crate) fn reset_checked(
         &self,
         token: Token<T>,
         written: Option<&Value>,
+        abandon: bool,
     ) -> Result<(), ResetError> {
         let (token_var, token_context, old) = token.into_parts();
         let key = match self.assigned_key() {
@@ -359,20 +384,24 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         let displaced = current::with_mut(|current| {
             // Tokens always carry a real identity, never the 0 of an unwritten context.
             if current.context.id != token_context {
-                return Err((ResetError::WrongContext, old));
+                return Err((ResetError::WrongContext, old, Vec::new()));
             }
-            let map = &mut current.context.map;
             if let Some(written) = written {
-                let now = map.get_shared(key);
+                let now = current.context.map.get_shared(key);
                 if !now.is_some_and(|now| Arc::ptr_eq(now, written)) {
-                    return Err((ResetError::Superseded, old));
+                    let dropped = match abandon {
+                        true => current.abandon(key, written, old),
+                        false => old.into_iter().collect(),
+                    };
+                    return Err((ResetError::Superseded, None, dropped));
                 }
             }
-            Ok(map.restore(key, self.name, old))
+            let restored = current.context.map.restore(key, self.name, old);
+            Ok((restored, current.undo_abandoned(key, self.name)))
         });
         match displaced {
             Ok(Ok(_displaced)) => Ok(()),
-            Ok(Err((error, _old))) => Err(error),
+            Ok(Err((error, _old, _dropped))) => Err(error),
             Err(AccessError { .. }) => Err(ResetError::ThreadExiting),
         }
     }
@@ -532,7 +561,13 @@ pub(crate) fn downcast<T: 'static>(value: &(dyn Any + Send + Sync)) -> &T {
     // stores a `T`: `write`, `sync_scope` and `Context::with_value` take a `T`; `reset`
     // stores only the value its `Token<T>` took out of the same id (a token from another
     // id is `WrongVar`, and `Token` is invariant in `T`, so a token cannot be retyped),
-    // and leaving a `sync_scope` only what the scope took out of its own id.
+    // leaving a `sync_scope` only what the scope took out of its own id, and undoing an
+    // abandoned guard only the old value that guard's `Token<T>` held, under its own id.
+    // All of this holds only because `ContextVar` is invariant in `T` too (its
+    // `PhantomData<fn(T) -> T>`): a covariant `&ContextVar<U>` could be used as a
+    // `&ContextVar<T>` for a supertype `T` and write a `U` where `T`s are read, or the
+    // reverse. `ContextVar`, `Token` and `ResetGuard` have `compile_fail` doctests that
+    // keep them invariant.
     // So `value` is a `T`, and casting the data pointer of the trait object to `T`
     // yields a valid reference with `value`'s lifetime. Every test and the property
     // test run with the `debug_assert` above checking this.

@@ -34,6 +34,28 @@ fn guards_in_two_join_branches_dropped_out_of_order_panic_with_the_fix() {
         assert!(message.contains("reverse order"), "{message}");
         assert!(message.contains("in_current_context"), "{message}");
         assert!(message.contains("level.scope(value, fut)"), "{message}");
+        // The panic was caught in the same context: neither branch's value is left.
+        assert_eq!(LEVEL.get(), None, "no branch's value outlives the join");
+    });
+}
+
+/// Guards dropped out of order, the refusal caught: the later value stays while it is in
+/// place, and the earlier guard's set is undone as soon as the later one is.
+#[test]
+fn an_out_of_order_guard_is_undone_when_the_later_set_is() {
+    fresh(|| {
+        LEVEL.set(0);
+        let outer = LEVEL.set_scoped(1);
+        let inner = LEVEL.set_scoped(2);
+        let message = expect_panic(move || drop(outer));
+        assert!(message.contains("dropped while a later set"), "{message}");
+        assert_eq!(
+            LEVEL.get(),
+            Some(2),
+            "the later value stays while it is in place"
+        );
+        drop(inner);
+        assert_eq!(LEVEL.get(), Some(0), "both undone, as if dropped in order");
     });
 }
 
