@@ -81,8 +81,12 @@
 //! - A task spawned through a retained `Handle` onto a runtime that has shut down is
 //!   never polled (tokio reports its end before its spawn): nothing is stored for it.
 //! - When a runtime is dropped with tasks still pending, tokio drops their futures
-//!   without running any hook first: their `Drop` runs in whatever context the thread
-//!   dropping the runtime is in (a worker's, or for a current-thread runtime the caller's).
+//!   without running any hook first (it reports each task's end only after its future
+//!   is dropped), so no hook can enter a task's own context for it. A multi-thread
+//!   runtime drops them on its workers, whose own contexts are empty; a current-thread
+//!   runtime drops them on the thread that drops it, in that thread's context, where
+//!   their `Drop` would read its values and a `set` would land. Drop a current-thread
+//!   runtime with [`shutdown`], which drops it in an empty context of its own.
 //!
 //! A lock-free store was not chosen: it would need `unsafe` (a context moved through an
 //! atomic pointer) or a box allocated for every task. It would take a context with one
@@ -101,7 +105,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ctx_core::{Context, Entry, strict};
-use tokio::runtime::{Builder, TaskMeta};
+use tokio::runtime::{Builder, Runtime, TaskMeta};
 use tokio::task::Id;
 
 /// A user's hook, chained with ctx's.
@@ -271,6 +275,45 @@ impl TaskHooks {
             .on_after_task_poll(after_poll)
             .on_task_terminate(on_terminate)
     }
+}
+
+/// Drops `runtime` in an empty context of its own, so that the futures of tasks still
+/// pending, which tokio drops then without running any hook, never see the caller's
+/// values, and what their `Drop` sets is dropped with that context.
+///
+/// ```
+/// use ctx_tokio::{Context, ContextVar, hooks::{self, TaskHooks}};
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+///
+/// /// Reports what it sees when dropped.
+/// struct Probe(std::sync::mpsc::Sender<Option<&'static str>>);
+/// impl Drop for Probe {
+///     fn drop(&mut self) {
+///         self.0.send(USER.get()).unwrap();
+///     }
+/// }
+///
+/// let mut builder = tokio::runtime::Builder::new_current_thread();
+/// TaskHooks::inherit().install(&mut builder);
+/// let runtime = builder.build().unwrap();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// # Context::new().run(|| {
+/// USER.set("caller");
+/// runtime.block_on(async {
+///     let probe = Probe(tx);
+///     drop(tokio::spawn(async move {
+///         let _probe = probe;
+///         std::future::pending::<()>().await
+///     }));
+///     tokio::task::yield_now().await;
+/// });
+/// hooks::shutdown(runtime);
+/// assert_eq!(rx.recv().unwrap(), None, "not the caller's value");
+/// # });
+/// ```
+pub fn shutdown(runtime: Runtime) {
+    Context::new().run(move || drop(runtime));
 }
 
 /// Runs ctx's `after_poll` when dropped: after the user's hook, or instead of the rest

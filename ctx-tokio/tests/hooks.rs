@@ -415,3 +415,43 @@ fn a_spawn_onto_a_shut_down_runtime_keeps_no_context() {
     );
     drop(handle);
 }
+
+/// Tasks still pending when a current-thread runtime is dropped: their futures are
+/// dropped without any hook, and `hooks::shutdown` drops them in an empty context, not
+/// the caller's.
+#[test]
+fn pending_tasks_dropped_at_shutdown_never_see_the_callers_context() {
+    struct Probe(std::sync::mpsc::Sender<Option<u64>>);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.0.send(REQUEST_ID.get()).unwrap();
+            LEFTOVER.set(99);
+        }
+    }
+    std::thread::spawn(|| {
+        let runtime = runtime("current_thread", TaskHooks::inherit());
+        let (tx, rx) = std::sync::mpsc::channel();
+        REQUEST_ID.set(1);
+        runtime.block_on(async {
+            let probe = Probe(tx);
+            drop(tokio::spawn(async move {
+                let _probe = probe;
+                std::future::pending::<()>().await;
+            }));
+            tokio::task::yield_now().await;
+        });
+        ctx_tokio::hooks::shutdown(runtime);
+        assert_eq!(
+            rx.recv().unwrap(),
+            None,
+            "the pending task saw the caller's value"
+        );
+        assert_eq!(
+            LEFTOVER.get(),
+            None,
+            "its set landed in the caller's context"
+        );
+    })
+    .join()
+    .unwrap();
+}
