@@ -346,8 +346,10 @@ impl Entry {
     /// as soon as the later `run`, poll or scope ends), and this entry's context is
     /// dropped.
     #[inline]
-    pub fn leave(mut self) -> Context {
-        match std::mem::take(&mut self.serial) {
+    pub fn leave(self) -> Context {
+        // Left here: its `Drop`, which would leave it too, is not run.
+        let this = std::mem::ManuallyDrop::new(self);
+        match this.serial {
             0 => Context::new(),
             serial => current::leave(serial),
         }

@@ -120,13 +120,23 @@ const ABANDONED: usize = 16;
 /// The frame of an open [`Entry`](crate::Entry).
 struct Held {
     serial: u64,
-    depth: u32,
+    /// The frame's depth, and above [`OBSERVERS`] how many observers were told of the
+    /// entry, as in [`Entered::frame`].
+    frame: u64,
     /// The context that was current before.
     previous: Context,
-    /// How many observers were told of the entry.
-    observers: u32,
     /// Left out of order under a later frame: closes when the frames above it have.
     orphaned: bool,
+}
+
+impl Held {
+    fn depth(&self) -> u32 {
+        self.frame as u32
+    }
+
+    fn observers(&self) -> u32 {
+        (self.frame >> OBSERVERS) as u32
+    }
 }
 
 /// What undoes one `sync_scope`.
@@ -156,12 +166,6 @@ impl Current {
     #[inline]
     fn depth(&self) -> u32 {
         self.frames as u32
-    }
-
-    /// How many entries are orphaned.
-    #[inline]
-    fn orphans(&self) -> u64 {
-        self.frames >> ORPHANS
     }
 
     /// Whether a `set` now would land in the thread's own base context (or a strict
@@ -282,7 +286,7 @@ impl Current {
     /// Whether anything other than entries is open above `depth`: a `run`, a poll or
     /// an overlay, whose state lives on the stack of the code that opened it.
     fn lexical_above(&self, depth: u32) -> bool {
-        let entries_above = self.entries.iter().filter(|h| h.depth > depth).count();
+        let entries_above = self.entries.iter().filter(|h| h.depth() > depth).count();
         self.depth() - depth != entries_above as u32
             || self.overlays.last().is_some_and(|o| o.depth >= depth)
     }
@@ -450,8 +454,8 @@ fn close_entries_above(depth: u32) -> bool {
             current
                 .entries
                 .last()
-                .filter(|held| held.depth > depth && held.depth == current.depth())
-                .map(|held| (held.serial, held.observers))
+                .filter(|held| held.depth() > depth && held.depth() == current.depth())
+                .map(|held| (held.serial, held.observers()))
         });
         let Ok(Some((serial, observers))) = top else {
             return closed;
@@ -470,8 +474,8 @@ fn close_orphans() {
             current
                 .entries
                 .last()
-                .filter(|held| held.orphaned && held.depth == current.depth())
-                .map(|held| (held.serial, held.observers))
+                .filter(|held| held.orphaned && held.depth() == current.depth())
+                .map(|held| (held.serial, held.observers()))
         });
         let Ok(Some((serial, observers))) = top else {
             return;
@@ -508,9 +512,8 @@ pub(crate) fn open(mut ctx: Context) -> Result<u64, (Context, AccessError)> {
         let serial = current.serial;
         current.entries.push(Held {
             serial,
-            depth,
+            frame: u64::from(depth),
             previous: std::mem::take(&mut ctx),
-            observers: 0,
             orphaned: false,
         });
         serial
@@ -532,11 +535,11 @@ pub(crate) fn open(mut ctx: Context) -> Result<u64, (Context, AccessError)> {
 #[cold]
 #[inline(never)]
 fn tell_entry_entered(serial: u64, installed: u32) {
-    let mut told = 0;
-    let panicked = observer::tell_entered(installed, &mut told);
+    let mut frame = 0;
+    let panicked = tell_frame_entered(&mut frame, installed);
     let _ = with_mut(|current| {
         if let Some(held) = current.entries.last_mut() {
-            held.observers = told;
+            held.frame |= frame;
         }
     });
     if let Some(payload) = panicked {
@@ -557,11 +560,8 @@ fn tell_entry_entered(serial: u64, installed: u32) {
 pub(crate) fn leave(serial: u64) -> Context {
     let fast = with_mut(|current| {
         let top = current.entries.last()?;
-        let clean = top.serial == serial
-            && top.depth == current.depth()
-            && top.observers == 0
-            && current.orphans() == 0
-            && !current.overlaid_here();
+        // Innermost, no observer told, no orphan: as for `Entered`, one comparison.
+        let clean = top.serial == serial && top.frame == current.frames && !current.overlaid_here();
         if !clean {
             return None;
         }
@@ -588,9 +588,9 @@ fn leave_slow(serial: u64) -> Context {
             .rposition(|held| held.serial == serial)?;
         let held = &current.entries[at];
         Some((
-            held.depth,
-            held.observers,
-            current.lexical_above(held.depth),
+            held.depth(),
+            held.observers(),
+            current.lexical_above(held.depth()),
         ))
     })
     .ok()

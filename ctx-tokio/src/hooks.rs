@@ -252,10 +252,11 @@ impl TaskHooks {
         };
         let after_poll = {
             let (shared, user) = (Arc::clone(&shared), self.after_poll);
-            move |meta: &TaskMeta<'_>| {
-                // Leaves the task's context after the user's hook, even if it panics.
-                let _leave = AfterPoll(&shared, meta.id());
-                if let Some(user) = &user {
+            move |meta: &TaskMeta<'_>| match &user {
+                None => shared.after_poll(meta.id()),
+                Some(user) => {
+                    // Leaves the task's context after the user's hook, even if it panics.
+                    let _leave = AfterPoll(&shared, meta.id());
                     user(meta);
                 }
             }
