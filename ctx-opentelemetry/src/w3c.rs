@@ -153,18 +153,27 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// One `property` (`key` or `key=value`), and the white space around it; its text,
+    /// without that white space.
+    fn property(&mut self) -> Result<&'a str, BaggageError> {
+        self.skip_ows();
+        let start = self.at;
+        self.key()?;
+        self.skip_ows();
+        if self.peek() == Some(b'=') {
+            self.at += 1;
+            self.skip_ows();
+            self.take_while(is_value_octet);
+        }
+        let property = self.text[start..self.at].trim_end_matches([' ', '\t']);
+        self.skip_ows();
+        Ok(property)
+    }
+
     /// `property *( OWS ";" OWS property )`, to the end of the text.
     fn properties(&mut self) -> Result<(), BaggageError> {
         loop {
-            self.skip_ows();
-            self.key()?;
-            self.skip_ows();
-            if self.peek() == Some(b'=') {
-                self.at += 1;
-                self.skip_ows();
-                self.take_while(is_value_octet);
-                self.skip_ows();
-            }
+            self.property()?;
             match self.peek() {
                 None => return Ok(()),
                 Some(b';') => self.at += 1,
@@ -189,21 +198,11 @@ impl<'a> Parser<'a> {
         let mut properties = String::new();
         while self.peek() == Some(b';') {
             self.at += 1;
-            self.skip_ows();
-            let property_start = self.at;
-            self.key()?;
-            self.skip_ows();
-            if self.peek() == Some(b'=') {
-                self.at += 1;
-                self.skip_ows();
-                self.take_while(is_value_octet);
-            }
-            let property = self.text[property_start..self.at].trim_end_matches([' ', '\t']);
+            let property = self.property()?;
             if !properties.is_empty() {
                 properties.push(';');
             }
             properties.push_str(property);
-            self.skip_ows();
         }
         Ok(Entry {
             key: key.to_owned(),
