@@ -166,6 +166,16 @@ fn sync_scope(c: &mut Criterion) {
     group.finish();
 }
 
+/// `Context::run`: a context entered and left around a closure that reads from it.
+fn run(c: &mut Criterion) {
+    let mut group = c.benchmark_group("run");
+    let (mut ctx, var) = context_with(8);
+    group.bench_with_input(BenchmarkId::new("ctx", 8), &8, |b, _| {
+        b.iter(|| ctx.run(|| black_box(var).get()));
+    });
+    group.finish();
+}
+
 fn current(c: &mut Criterion) {
     let mut group = c.benchmark_group("current");
     group.bench_with_input(BenchmarkId::new("ctx", 0), &0, |b, _| {
@@ -215,6 +225,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = get, set_reset, sync_scope, current, poll
+    targets = get, set_reset, sync_scope, run, current, poll
 }
 criterion_main!(benches);
