@@ -573,6 +573,16 @@ struct Poll {
     outer: Option<ManuallyDrop<Box<Poll>>>,
 }
 
+/// Puts `outer`, the poll under way when another started on this thread, under the
+/// new one.
+#[cold]
+fn nest(outer: Poll) {
+    if let Some(mut poll) = POLL.take() {
+        poll.outer = Some(ManuallyDrop::new(Box::new(outer)));
+        POLL.set(Some(poll));
+    }
+}
+
 /// Marks the spawns of ctx's adapters on this thread until dropped.
 pub(crate) struct WrappedSpawn(bool);
 
@@ -611,13 +621,16 @@ impl Shared {
     #[inline]
     fn before_poll(&self, id: Id) {
         let context = self.store.take(id).unwrap_or_default();
-        let outer = POLL.take().map(|outer| ManuallyDrop::new(Box::new(outer)));
-        POLL.set(Some(Poll {
+        let poll = Poll {
             task: id,
             entry: ManuallyDrop::new(context.enter()),
             ended: false,
-            outer,
-        }));
+            outer: None,
+        };
+        // One visit to the thread-local; a second only when polls nest.
+        if let Some(outer) = POLL.replace(Some(poll)) {
+            nest(outer);
+        }
     }
 
     #[inline]
@@ -635,7 +648,9 @@ impl Shared {
             outer,
             ..
         } = poll;
-        POLL.set(outer.map(|outer| *ManuallyDrop::into_inner(outer)));
+        if let Some(outer) = outer {
+            POLL.set(Some(*ManuallyDrop::into_inner(outer)));
+        }
         let context = ManuallyDrop::into_inner(entry).leave();
         if !ended && !context.is_empty() {
             self.store.put(id, context);
