@@ -327,7 +327,7 @@ impl Context {
 /// Dropping it leaves the context too, and drops it.
 #[must_use = "leave it with `Entry::leave`: until then the thread stays in the context"]
 pub struct Entry {
-    /// Which entry on this thread's stack; 0 once left, or if the thread was exiting.
+    /// Which entry on this thread's stack; 0 if the thread was exiting (nothing entered).
     serial: u64,
     /// Left on the thread that entered it.
     _thread: PhantomData<*const ()>,
