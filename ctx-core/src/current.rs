@@ -84,7 +84,7 @@ pub(crate) struct Current {
     /// How many frames are open on this thread (its depth: 0 while its own context is
     /// current), and above [`ORPHANS`] how many `entries` are orphaned (see the module
     /// docs): one word, so that a frame's exit checks both, and its own observers, in
-    /// one comparison with its [`Entered::frame`].
+    /// one comparison with its [`Frame`].
     frames: u64,
     /// The depth of the innermost strict base ([`strict::run`](crate::strict::run)), 0
     /// for the thread's own context: where a strict thread refuses `set`s.
@@ -120,23 +120,11 @@ const ABANDONED: usize = 16;
 /// The frame of an open [`Entry`](crate::Entry).
 struct Held {
     serial: u64,
-    /// The frame's depth, and above [`OBSERVERS`] how many observers were told of the
-    /// entry, as in [`Entered::frame`].
-    frame: u64,
+    frame: Frame,
     /// The context that was current before.
     previous: Context,
     /// Left out of order under a later frame: closes when the frames above it have.
     orphaned: bool,
-}
-
-impl Held {
-    fn depth(&self) -> u32 {
-        self.frame as u32
-    }
-
-    fn observers(&self) -> u32 {
-        (self.frame >> OBSERVERS) as u32
-    }
 }
 
 /// What undoes one `sync_scope`.
@@ -155,11 +143,56 @@ struct Overlay {
     saved: Option<Map>,
 }
 
-/// Where the orphans' count starts in [`Current::frames`]: above a frame's depth and
-/// its observers in [`Entered::frame`].
+/// Where the orphans' count starts in [`Current::frames`]: above a [`Frame`]'s depth
+/// and observers.
 const ORPHANS: u32 = 48;
-/// Where the observers' count starts in [`Entered::frame`].
+/// Where the observers' count starts in a [`Frame`].
 const OBSERVERS: u32 = 32;
+
+/// What a frame's guard (or an entry's record) knows of its frame: its depth, and above
+/// [`OBSERVERS`] how many observers were told of its entry. One word, so that a guard
+/// is a pair of scalars that stays in registers, and equal to [`Current::frames`]
+/// exactly when the frame is innermost, no observer was told and no orphan waits: when
+/// it can close without the slow path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Frame(u64);
+
+impl Frame {
+    /// A frame at `depth` whose observers are not told yet; depth 0 for nothing entered
+    /// (the thread is exiting).
+    #[inline]
+    fn at(depth: u32) -> Self {
+        Frame(u64::from(depth))
+    }
+
+    #[inline]
+    fn depth(self) -> u32 {
+        self.0 as u32
+    }
+
+    #[inline]
+    fn observers(self) -> u32 {
+        (self.0 >> OBSERVERS) as u32
+    }
+
+    /// Whether it can close without the slow path (see [`Frame`]).
+    #[inline]
+    fn closes_cleanly(self, current: &Current) -> bool {
+        self.0 == current.frames
+    }
+
+    /// Tells the observers of the frame's entry, and records how many were told; the
+    /// panic of one that panicked, to be resumed with the frame's guard alive, which
+    /// then tells those told of the exit and puts the thread back as the panic unwinds.
+    /// While a panic unwinds already (a future dropped in its context), a second one
+    /// would abort: the frame then stays entered as if the observer had returned.
+    fn tell_entered(&mut self, installed: u32) -> Option<Box<dyn Any + Send>> {
+        let mut told = 0;
+        let panicked = observer::tell_entered(installed, &mut told);
+        self.0 |= u64::from(told) << OBSERVERS;
+        panicked
+    }
+}
 
 impl Current {
     /// How many frames are open.
@@ -286,7 +319,11 @@ impl Current {
     /// Whether anything other than entries is open above `depth`: a `run`, a poll or
     /// an overlay, whose state lives on the stack of the code that opened it.
     fn lexical_above(&self, depth: u32) -> bool {
-        let entries_above = self.entries.iter().filter(|h| h.depth() > depth).count();
+        let entries_above = self
+            .entries
+            .iter()
+            .filter(|h| h.frame.depth() > depth)
+            .count();
         self.depth() - depth != entries_above as u32
             || self.overlays.last().is_some_and(|o| o.depth >= depth)
     }
@@ -341,7 +378,7 @@ pub(crate) fn enter(ctx: &mut Context) -> Entered<'_> {
     };
     let entered = Entered {
         ctx,
-        frame: u64::from(depth),
+        frame: Frame::at(depth),
     };
     let installed = observer::installed();
     if installed > 0 {
@@ -354,53 +391,29 @@ pub(crate) fn enter(ctx: &mut Context) -> Entered<'_> {
 pub(crate) struct Entered<'a> {
     /// The previous context, while entered.
     ctx: &'a mut Context,
-    /// The frame's depth (0: nothing was entered, the thread is exiting), and above
-    /// [`OBSERVERS`] how many observers were told of the entry: one word, so that the
-    /// guard is a pair of scalars that stays in registers, and equal to
-    /// [`Current::frames`] exactly when the frame can close without the slow path.
-    frame: u64,
+    /// Depth 0 when nothing was entered: the thread is exiting.
+    frame: Frame,
 }
 
 impl<'a> Entered<'a> {
     /// The guard of a frame that was not opened: the thread is exiting.
     #[cold]
     fn exiting(ctx: &'a mut Context) -> Self {
-        Entered { ctx, frame: 0 }
+        Entered {
+            ctx,
+            frame: Frame::at(0),
+        }
     }
 
-    /// The depth of this frame.
-    #[inline]
-    fn depth(&self) -> u32 {
-        self.frame as u32
-    }
-
-    /// How many observers were told of the entry.
-    #[inline]
-    fn observers(&self) -> u32 {
-        (self.frame >> OBSERVERS) as u32
-    }
-
-    /// Tells the observers of the entry (see [`tell_frame_entered`]).
+    /// Tells the observers of the entry (see [`Frame::tell_entered`]).
     #[cold]
     #[inline(never)]
     fn tell_observers(mut self, installed: u32) -> Self {
-        let panicked = tell_frame_entered(&mut self.frame, installed);
+        let panicked = self.frame.tell_entered(installed);
         // Resumed with the guard alive: dropped as the panic unwinds, it closes the frame.
         resume(panicked);
         self
     }
-}
-
-/// Tells the observers of a frame's entry, and records in `frame` how many were told;
-/// the panic of one that panicked, to be resumed with the frame's guard alive, which
-/// then tells those told of the exit and puts the thread back as the panic unwinds.
-/// While a panic unwinds already (a future dropped in its context), a second one would
-/// abort: the frame then stays entered as if the observer had returned.
-fn tell_frame_entered(frame: &mut u64, installed: u32) -> Option<Box<dyn Any + Send>> {
-    let mut told = 0;
-    let panicked = observer::tell_entered(installed, &mut told);
-    *frame |= u64::from(told) << OBSERVERS;
-    panicked
 }
 
 impl Drop for Entered<'_> {
@@ -408,7 +421,7 @@ impl Drop for Entered<'_> {
     fn drop(&mut self) {
         // The innermost frame, no observers told, no orphans: the common case.
         let closed = with_mut(|current| {
-            let clean = current.frames == self.frame;
+            let clean = self.frame.closes_cleanly(current);
             if clean {
                 current.swap_out(self.ctx);
             }
@@ -419,48 +432,54 @@ impl Drop for Entered<'_> {
         if closed != Ok(false) {
             return;
         }
-        close_lexical(self.ctx, self.depth(), self.observers());
+        let ctx = &mut *self.ctx;
+        close_slow(self.frame, "`run`, poll or scope", |current| {
+            current.swap_out(ctx);
+        });
     }
 }
 
-/// Closes a `run`'s or poll's frame at `depth` the long way: with observers to tell,
-/// entries left open above it, or orphans below it to close after it.
+/// Closes a `run`'s, a poll's or an overlay's frame the long way, `undo` being its own
+/// closing step (what it returns is dropped after the borrow): with observers to tell,
+/// entries left open above it (closed first, then reported as a misuse of the code
+/// that opened `what`), or orphans below it to close after it.
 #[cold]
 #[inline(never)]
-fn close_lexical(ctx: &mut Context, depth: u32, observers: u32) {
-    let leaked = close_entries_above(depth);
-    let panicked = observer::tell_leaving(observers);
-    let _ = with_mut(|current| {
+fn close_slow<R>(frame: Frame, what: &str, undo: impl FnOnce(&mut Current) -> R) {
+    let depth = frame.depth();
+    let leaked = close_entries(|held| held.frame.depth() > depth);
+    let panicked = observer::tell_leaving(frame.observers());
+    let _undone = with_mut(|current| {
         debug_assert_eq!(current.depth(), depth, "frames close in order");
-        current.swap_out(ctx);
+        undo(current)
     });
     close_orphans();
     if leaked {
-        misuse(
-            "an `Entry` (from `Context::enter`) was still open when the `run`, poll or scope \
-             it was entered in ended; its context was dropped. Leave an entry with \
-             `Entry::leave` before leaving the code that entered it",
-        );
+        misuse(&format!(
+            "an `Entry` (from `Context::enter`) was still open when the {what} it was \
+             entered in ended; its context was dropped. Leave an entry with `Entry::leave` \
+             before that ends"
+        ));
     }
     resume(panicked);
 }
 
-/// Closes the entries open above `depth`, innermost first, putting back what each
-/// swapped out and dropping its context; whether there were any.
-fn close_entries_above(depth: u32) -> bool {
+/// Closes the innermost entry while it is the innermost frame and `close` says so,
+/// putting back what each swapped out and dropping its context; whether it closed any.
+fn close_entries(close: impl Fn(&Held) -> bool) -> bool {
     let mut closed = false;
     loop {
         let top = read(|current| {
             current
                 .entries
                 .last()
-                .filter(|held| held.depth() > depth && held.depth() == current.depth())
-                .map(|held| (held.serial, held.observers()))
+                .filter(|held| held.frame.depth() == current.depth() && close(held))
+                .map(|held| (held.serial, held.frame.observers()))
         });
         let Ok(Some((serial, observers))) = top else {
             return closed;
         };
-        // A panic of an observer here would hide the misuse being reported.
+        // An observer's panic here would hide the misuse being reported.
         drop(observer::tell_leaving(observers));
         drop(pop_entry(serial));
         closed = true;
@@ -469,20 +488,7 @@ fn close_entries_above(depth: u32) -> bool {
 
 /// Closes the orphaned entries that are now innermost: their frames above have closed.
 fn close_orphans() {
-    loop {
-        let top = read(|current| {
-            current
-                .entries
-                .last()
-                .filter(|held| held.orphaned && held.depth() == current.depth())
-                .map(|held| (held.serial, held.observers()))
-        });
-        let Ok(Some((serial, observers))) = top else {
-            return;
-        };
-        drop(observer::tell_leaving(observers));
-        drop(pop_entry(serial));
-    }
+    close_entries(|held| held.orphaned);
 }
 
 /// Pops the innermost entry, which is `serial`'s, and swaps back what it swapped out;
@@ -512,7 +518,7 @@ pub(crate) fn open(mut ctx: Context) -> Result<u64, (Context, AccessError)> {
         let serial = current.serial;
         current.entries.push(Held {
             serial,
-            frame: u64::from(depth),
+            frame: Frame::at(depth),
             previous: std::mem::take(&mut ctx),
             orphaned: false,
         });
@@ -535,11 +541,11 @@ pub(crate) fn open(mut ctx: Context) -> Result<u64, (Context, AccessError)> {
 #[cold]
 #[inline(never)]
 fn tell_entry_entered(serial: u64, installed: u32) {
-    let mut frame = 0;
-    let panicked = tell_frame_entered(&mut frame, installed);
+    let mut frame = Frame::at(0);
+    let panicked = frame.tell_entered(installed);
     let _ = with_mut(|current| {
         if let Some(held) = current.entries.last_mut() {
-            held.frame |= frame;
+            held.frame.0 |= frame.0;
         }
     });
     if let Some(payload) = panicked {
@@ -561,7 +567,8 @@ pub(crate) fn leave(serial: u64) -> Context {
     let fast = with_mut(|current| {
         let top = current.entries.last()?;
         // Innermost, no observer told, no orphan: as for `Entered`, one comparison.
-        let clean = top.serial == serial && top.frame == current.frames && !current.overlaid_here();
+        let clean =
+            top.serial == serial && top.frame.closes_cleanly(current) && !current.overlaid_here();
         if !clean {
             return None;
         }
@@ -588,9 +595,9 @@ fn leave_slow(serial: u64) -> Context {
             .rposition(|held| held.serial == serial)?;
         let held = &current.entries[at];
         Some((
-            held.depth(),
-            held.observers(),
-            current.lexical_above(held.depth()),
+            held.frame.depth(),
+            held.frame.observers(),
+            current.lexical_above(held.frame.depth()),
         ))
     })
     .ok()
@@ -614,7 +621,7 @@ fn leave_slow(serial: u64) -> Context {
         misuse(OUT_OF_ORDER);
         return Context::new();
     }
-    let later = close_entries_above(depth);
+    let later = close_entries(|held| held.frame.depth() > depth);
     let panicked = observer::tell_leaving(observers);
     let ctx = pop_entry(serial).unwrap_or_default();
     close_orphans();
@@ -660,7 +667,7 @@ fn resume(panicked: Option<Box<dyn Any + Send>>) {
 pub(crate) fn strict_base<R>(f: impl FnOnce() -> R) -> R {
     let mut base = Context::new();
     let entered = enter(&mut base);
-    let depth = entered.depth();
+    let depth = entered.frame.depth();
     if depth == 0 {
         panic!("ctx: strict::run called while the thread is exiting");
     }
@@ -702,7 +709,7 @@ pub(crate) fn overlay(var: Key, name: &'static str, value: Value) -> Result<Over
             saved: None,
         });
         Overlaid {
-            frame: u64::from(depth),
+            frame: Frame::at(depth),
         }
     })?;
     // A scope is a copy of the context, entered: observers are told, as of any entry.
@@ -716,17 +723,16 @@ pub(crate) fn overlay(var: Key, name: &'static str, value: Value) -> Result<Over
 /// Closes the innermost overlay when dropped: restores the map and identity the
 /// context had before it.
 pub(crate) struct Overlaid {
-    /// The depth of the frame the overlay is laid in, and above [`OBSERVERS`] how many
-    /// observers were told of it, as in [`Entered::frame`].
-    frame: u64,
+    /// The frame the overlay is laid in, with the observers told of the scope.
+    frame: Frame,
 }
 
 impl Overlaid {
-    /// Tells the observers of the scope (see [`tell_frame_entered`]).
+    /// Tells the observers of the scope (see [`Frame::tell_entered`]).
     #[cold]
     #[inline(never)]
     fn tell_observers(mut self, installed: u32) -> Self {
-        let panicked = tell_frame_entered(&mut self.frame, installed);
+        let panicked = self.frame.tell_entered(installed);
         resume(panicked);
         self
     }
@@ -740,11 +746,13 @@ impl Drop for Overlaid {
         let undone = with_mut(|current| {
             // The overlay's frame is innermost, no observer was told, no orphan waits:
             // the common case.
-            (current.frames == self.frame).then(|| current.undo_overlay())
+            self.frame
+                .closes_cleanly(current)
+                .then(|| current.undo_overlay())
         });
         match undone {
             Ok(Some(displaced)) => drop(displaced),
-            Ok(None) => close_overlay(self.frame as u32, (self.frame >> OBSERVERS) as u32),
+            Ok(None) => close_slow(self.frame, "`sync_scope`", Current::undo_overlay),
             // The thread is exiting: nothing is left to restore.
             Err(_) => {}
         }
@@ -772,25 +780,6 @@ impl Current {
             ),
         }
     }
-}
-
-/// Closes the overlay at `depth` the long way: with entries left open inside the
-/// scope, which hold the context it overlays, or orphans to close after it.
-#[cold]
-#[inline(never)]
-fn close_overlay(depth: u32, observers: u32) {
-    let leaked = close_entries_above(depth);
-    let panicked = observer::tell_leaving(observers);
-    let _displaced = with_mut(Current::undo_overlay);
-    close_orphans();
-    if leaked {
-        misuse(
-            "an `Entry` (from `Context::enter`) was still open when the `sync_scope` it \
-             was entered in ended; its context was dropped. Leave an entry before the \
-             scope ends",
-        );
-    }
-    resume(panicked);
 }
 
 /// Hands out context identities (for `ResetError::WrongContext`) without a shared
