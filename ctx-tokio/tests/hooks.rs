@@ -350,7 +350,11 @@ fn a_runtime_inside_block_in_place_leaves_the_outer_task_its_context() {
                 inner.block_on(async { tokio::spawn(async { REQUEST_ID.get() }).await.unwrap() })
             });
             let same_poll = REQUEST_ID.get();
-            tokio::task::yield_now().await;
+            // The next poll is woken from outside this one. A wake from inside it (a
+            // `yield_now` here, where the worker gave its core away) lets another worker
+            // poll the task before tokio runs this poll's after-poll hook, which stores
+            // its context: a race of the hooks themselves, not of the nesting tested here.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             (inner_saw, same_poll, REQUEST_ID.get())
         })
         .await
