@@ -17,7 +17,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Context, WithContext};
+use crate::{Context, ContextEnd, WithContext};
 
 /// A tower [`Layer`] that runs every HTTP request's service call, response future and
 /// response body in a fresh copy of one base context, with an optional hook that sets
@@ -29,8 +29,13 @@ use crate::{Context, WithContext};
 /// every request. Each request starts from a new copy of that base, so nothing one
 /// request sets (a user, a request id) is ever seen by another, whichever connection or
 /// worker thread serves it. The response body is wrapped in the request's context
-/// ([`WithContext`] is an [`http_body::Body`]), so a streaming body reads the request's
-/// values as its handler did.
+/// ([`ResponseBody`]), so a streaming body reads the request's values as its handler
+/// did.
+///
+/// Each request's context is [endable](Context::endable), and ends when its response
+/// body has sent its last frame (or is dropped): tasks that a library spawns during the
+/// request and that outlive it (a pooled connection, a database driver) stop seeing the
+/// request's values then, under ctx-tokio's task hooks.
 ///
 /// The hook runs inside the request's context, before the inner service is called, so
 /// it can simply `set` variables:
@@ -196,7 +201,7 @@ where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
     H: RequestHook<http::Request<ReqBody>>,
 {
-    type Response = http::Response<WithContext<ResBody>>;
+    type Response = http::Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -205,7 +210,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> ResponseFuture<S::Future> {
-        let mut context = self.base.clone();
+        let (mut context, end) = self.base.clone().endable();
         let inner = &mut self.inner;
         let hook = &self.hook;
         let future = context.run(|| {
@@ -214,6 +219,7 @@ where
         });
         ResponseFuture {
             inner: WithContext::new(context, future),
+            end: Some(end),
         }
     }
 }
@@ -225,6 +231,8 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: WithContext<F>,
+        // Ends the request's context when dropped: after `inner`, which is dropped in it.
+        end: Option<ContextEnd>,
     }
 }
 
@@ -232,15 +240,82 @@ impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<http::Response<B>, E>>,
 {
-    type Output = Result<http::Response<WithContext<B>>, E>;
+    type Output = Result<http::Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let mut inner = self.project().inner;
+        let this = self.project();
+        let mut inner = this.inner;
+        // An error ends the request here, as the future's drop would.
         let response = ready!(inner.as_mut().poll(cx))?;
         // The handler's future is done; its context, with every set it made, goes on
-        // with the body.
+        // with the body, and ends with it.
         let context = inner.take_context();
-        Poll::Ready(Ok(response.map(|body| WithContext::new(context, body))))
+        let end = this.end.take();
+        Poll::Ready(Ok(response.map(|body| ResponseBody {
+            inner: WithContext::new(context, body),
+            end,
+        })))
+    }
+}
+
+pin_project! {
+    /// The response body of a [`ContextService`]: polled (and dropped) in its request's
+    /// context, which it [ends](Context::endable) once its last frame is sent, or when it
+    /// is dropped before.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: WithContext<B>,
+        end: Option<ContextEnd>,
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// The request's context.
+    pub fn context(&self) -> &Context {
+        self.inner.context()
+    }
+
+    /// The body it wraps.
+    ///
+    /// # Panics
+    ///
+    /// As [`WithContext::inner`].
+    pub fn inner(&self) -> &B {
+        self.inner.inner()
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) {
+            // The last frame was sent, or the body failed: the request is over.
+            drop(this.end.take());
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("context", self.inner.context())
+            .finish_non_exhaustive()
     }
 }
 

@@ -50,6 +50,7 @@
 mod context;
 mod current;
 mod default;
+mod end;
 mod error;
 mod future;
 #[cfg(feature = "tower")]
@@ -66,10 +67,11 @@ pub mod strict;
 pub mod thread;
 
 pub use context::{Context, Entry, VarInfo, copy_context};
+pub use end::{ContextEnd, EndSignal, EndWatcher};
 pub use error::{AccessError, ResetError};
 pub use future::{FutureExt, WithContext};
 #[cfg(feature = "tower")]
-pub use layer::{ContextLayer, ContextService, NoHook, RequestHook, ResponseFuture};
+pub use layer::{ContextLayer, ContextService, NoHook, RequestHook, ResponseBody, ResponseFuture};
 #[cfg(feature = "futures")]
 pub use spawn::ContextSpawn;
 pub use stamp::Stamp;

@@ -52,6 +52,14 @@ pub(crate) struct Key {
     pub(crate) local: bool,
 }
 
+/// The key of the one entry that is not a variable's: a context's end signal (see
+/// [`crate::EndSignal`]). Variables' ids start at 1. The entry travels with the
+/// inherited values, as they do, and is left out of [`Map::len`] and [`Map::iter`].
+pub(crate) const HIDDEN: Key = Key {
+    id: 0,
+    local: false,
+};
+
 /// Bits of the id consumed per trie level.
 const BITS: u32 = 6;
 const MASK: u32 = (1 << BITS) - 1;
@@ -139,17 +147,56 @@ impl Map {
         Map { root: None }
     }
 
-    /// Whether the map holds nothing: the empty map has no root, and a write that
-    /// empties a map drops its root.
+    /// Whether the map holds no variable (the [`HIDDEN`] entry is not one). The empty
+    /// map has no root, and a write that empties a map drops its root.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.root.is_none()
+        let Some(root) = &self.root else {
+            return true;
+        };
+        // A root holds at least one entry: the map is empty only if that is the hidden
+        // one, and a map with more entries is told apart without a lookup.
+        root.count == 1 && root.local.is_none() && self.get_shared(HIDDEN).is_some()
     }
 
+    /// How many variables the map holds: its entries, less the [`HIDDEN`] one.
     pub(crate) fn len(&self) -> usize {
+        self.entries() - usize::from(self.get_shared(HIDDEN).is_some())
+    }
+
+    /// How many entries the map holds, the [`HIDDEN`] one included.
+    fn entries(&self) -> usize {
         self.root.as_ref().map_or(0, |root| {
             root.count as usize + root.local.as_ref().map_or(0, |local| local.count as usize)
         })
+    }
+
+    /// The entries of this map whose values are not the very ones `base` holds under
+    /// the same key: what was set (or set again) since this map was copied from `base`.
+    /// Each kept value is one reference count; nothing is dropped.
+    pub(crate) fn changed_since(&self, base: &Map) -> Map {
+        let mut changed = Map::new();
+        let Some(root) = self.root.as_deref() else {
+            return changed;
+        };
+        if base.root.as_ref().is_some_and(|b| std::ptr::eq(&**b, root)) {
+            return changed;
+        }
+        let tries = [(root, false)]
+            .into_iter()
+            .chain(root.local.as_deref().map(|l| (l, true)));
+        for (node, local) in tries {
+            for leaf in Iter::over(node) {
+                let key = Key { id: leaf.id, local };
+                let same = base
+                    .get_shared(key)
+                    .is_some_and(|held| Arc::ptr_eq(held, &leaf.value));
+                if !same {
+                    changed.insert(key, leaf.name, Arc::clone(&leaf.value));
+                }
+            }
+        }
+        changed
     }
 
     /// The value stored for `key`.
@@ -273,7 +320,8 @@ impl Map {
         }
     }
 
-    /// The entries: the inherited ones, then the others, each in trie order.
+    /// The variables' entries (not the [`HIDDEN`] one): the inherited ones, then the
+    /// others, each in trie order.
     pub(crate) fn iter(&self) -> Iter<'_> {
         let root = self.root.as_deref();
         let local = root.and_then(|root| root.local.as_deref());
@@ -285,6 +333,7 @@ impl Map {
                 .map(|node| node.slots.iter())
                 .collect(),
             remaining: self.len(),
+            hidden: false,
         }
     }
 }
@@ -388,6 +437,19 @@ impl Node {
 pub(crate) struct Iter<'a> {
     stack: Vec<std::slice::Iter<'a, Slot>>,
     remaining: usize,
+    /// Whether the [`HIDDEN`] entry is yielded too.
+    hidden: bool,
+}
+
+impl<'a> Iter<'a> {
+    /// Every leaf of one trie, the [`HIDDEN`] one included.
+    fn over(node: &'a Node) -> Self {
+        Iter {
+            stack: vec![node.slots.iter()],
+            remaining: node.count as usize,
+            hidden: true,
+        }
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -400,10 +462,11 @@ impl<'a> Iterator for Iter<'a> {
                 None => {
                     self.stack.pop();
                 }
-                Some(Slot::Leaf(leaf)) => {
+                Some(Slot::Leaf(leaf)) if leaf.id != HIDDEN.id || self.hidden => {
                     self.remaining -= 1;
                     return Some(leaf);
                 }
+                Some(Slot::Leaf(_)) => {}
                 Some(Slot::Branch(child)) => self.stack.push(child.slots.iter()),
             }
         }
@@ -529,7 +592,8 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            let id = if step % 3 == 0 { x } else { x % 2048 };
+            // Variables' ids start at 1 (0 is the hidden entry's).
+            let id = if step % 3 == 0 { x } else { x % 2048 }.max(1);
             let is_local = x % 5 == 0;
             let k = Key {
                 id,
@@ -597,5 +661,31 @@ mod tests {
         assert!(only_local.inherited().root.is_none());
         only_local.remove(local(3));
         assert!(only_local.root.is_none());
+    }
+
+    #[test]
+    fn the_hidden_entry_is_no_variable_and_changes_are_told_by_identity() {
+        let mut base = Map::new();
+        base.insert(HIDDEN, "end", value(0));
+        assert_eq!(base.len(), 0);
+        assert!(base.is_empty() && base.root.is_some());
+        assert_eq!(base.iter().count(), 0);
+        base.insert(key(1), "a", value(1));
+        base.insert(key(64), "b", value(2)); // shares the hidden entry's slot at the root
+        assert_eq!((base.len(), base.iter().len()), (2, 2));
+        assert_eq!(base.iter().count(), 2);
+
+        let mut task = base.clone();
+        assert!(task.changed_since(&base).is_empty());
+        task.insert(key(1), "a", value(1)); // equal, but set anew
+        task.insert(local(3), "c", value(3));
+        task.insert(key(5), "d", value(5));
+        let changed = task.changed_since(&base);
+        let mut ids: Vec<_> = changed.iter().map(|leaf| leaf.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [1, 3, 5]);
+        assert_eq!(read(&changed, local(3)), Some(3));
+        assert_eq!(read(&changed, key(64)), None);
+        assert!(changed.get(HIDDEN).is_none());
     }
 }

@@ -1,9 +1,10 @@
 //! Instruction counts of `ctx_tokio::hooks`, for `valgrind --tool=callgrind`: repeatable
 //! where the benches' times swing. See BENCHMARKS.md.
 //!
-//! `hooks_icount <raw|empty|isolate|inherit> <poll|spawn> <n>` runs, on a current-thread
+//! `hooks_icount <raw|empty|isolate|inherit|request> <poll|spawn> <n>` runs, on a current-thread
 //! runtime with 8 variables set where tasks are spawned (`empty`: with four hooks that
-//! do nothing, the floor of any hook), either one task yielding `n`
+//! do nothing, the floor of any hook; `request`: `inherit`, with that context made
+//! endable, as `ContextLayer` makes a request's), either one task yielding `n`
 //! times (`poll`) or `n` trivial tasks spawned and joined (`spawn`). The cost of one poll
 //! or task is the difference between the counts for two `n`s, divided by the difference
 //! of the `n`s. Built only with `--cfg tokio_unstable` and the `hooks` feature.
@@ -19,7 +20,7 @@ fn main() {
         args.get(2),
         args.get(3).map(|n| n.parse::<u32>()),
     ) else {
-        eprintln!("usage: hooks_icount <raw|empty|isolate|inherit> <poll|spawn> <n>");
+        eprintln!("usage: hooks_icount <raw|empty|isolate|inherit|request> <poll|spawn> <n>");
         std::process::exit(2);
     };
     let mut builder = tokio::runtime::Builder::new_current_thread();
@@ -34,7 +35,7 @@ fn main() {
                 .on_task_terminate(|_| {}),
         ),
         "isolate" => drop(TaskHooks::isolate().install(&mut builder)),
-        "inherit" => drop(TaskHooks::inherit().install(&mut builder)),
+        "inherit" | "request" => drop(TaskHooks::inherit().install(&mut builder)),
         other => panic!("unknown mode {other:?}"),
     }
     let rt = builder.build().expect("runtime");
@@ -42,6 +43,14 @@ fn main() {
         let var: &'static ContextVar<u64> = Box::leak(Box::new(ContextVar::new("v")));
         ctx.with_value(var, i)
     });
+    // `request`: spawned from an endable context, as in a request behind `ContextLayer`.
+    let (ctx, _end) = match mode.as_str() {
+        "request" => {
+            let (ctx, end) = ctx.endable();
+            (ctx, Some(end))
+        }
+        _ => (ctx, None),
+    };
     // The root future runs in the context with 8 variables, which is what the spawns
     // see; tokio polls the tasks outside it, in the thread's own (empty) context, as on
     // a worker thread or under `ctx_tokio::block_on`.

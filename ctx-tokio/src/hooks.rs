@@ -36,12 +36,61 @@
 //! callback of each kind per runtime, so install your own through
 //! [`TaskHooks::on_task_spawn`] and its siblings, which chain them with ctx's.
 //!
+//! # Tasks that outlive their request
+//!
+//! A library spawns some tasks during one request and keeps them for later ones: a
+//! pooled HTTP connection (hyper-util's client, reqwest), a database driver started on
+//! first use (tokio-postgres, deadpool, sqlx), a multiplexed connection (redis). Under
+//! `inherit`, such a task starts with the request's values, and if it kept them, every
+//! line it logs later, for whichever request it then serves, would carry the first
+//! request's id: a wrong value, worse than none, and the values (a database transaction,
+//! a user) kept alive as long as the connection.
+//!
+//! So inheritance is bound to the request: a task spawned from an
+//! [endable](Context::endable) context sees the values it inherited only until that
+//! context ends. `ContextLayer` (the `tower` feature) makes every request's context
+//! endable and ends it when the response body has sent its last frame (or is dropped);
+//! make your own with [`Context::endable`] where work that is not an HTTP request (a
+//! queue message, a job) spawns through libraries. At the end:
+//!
+//! - each such task's stored context is stripped at once to what the task set itself
+//!   ([`Context::changed_since`] the context it inherited): the request's values are
+//!   dropped then, not at the task's next poll, which for an idle pooled connection may
+//!   be minutes away;
+//! - a task under way when the request ends goes on with its values until that poll
+//!   returns, and is stripped before it is stored again: its lines logged in a poll
+//!   that started while the request was in flight may carry the request's id, none
+//!   after;
+//! - a task spawned from the context after its end inherits nothing of it.
+//!
+//! Each poll checks one flag for this (a task that inherited from no endable context
+//! checks a null pointer). A pooled connection opened by request 1 and reused by
+//! request 2 while request 1 is still in flight logs request 1's id for that while:
+//! the hooks cannot know which request a library's task works for. Tasks you spawn with
+//! ctx's own [`spawn`](crate::spawn) are not bound: they carry the context because you
+//! asked them to.
+//!
+//! `isolate` is the other answer to pools: no task inherits anything, so none can show
+//! a wrong value, and none shows a right one either. Pick it as a leak guard (a `set` in
+//! a library's task never reaches the next task on its worker), with ctx's `spawn`
+//! where you want propagation; pick `inherit` to give libraries' tasks the request's
+//! values, bounded as above.
+//!
 //! # Where the hooks do not fire
 //!
 //! tokio runs no task hooks for `spawn_blocking` closures, for tasks on a `LocalSet`, and
 //! for the future given to `block_on`. Use ctx's own [`spawn_blocking`](crate::spawn_blocking),
 //! [`spawn_local`](crate::spawn_local) and [`block_on`](crate::block_on) there: they carry
-//! the context as they always do. Tasks spawned with ctx's adapters run in the context
+//! the context as they always do.
+//!
+//! A library's own `spawn_blocking` cannot be reached from outside. In tokio 1.54,
+//! `spawn_blocking` creates its task with `task::unowned` in
+//! `runtime/blocking/pool.rs` (`spawn_blocking_inner`) and never calls the spawn hook,
+//! and the blocking pool's scheduler (`runtime/blocking/schedule.rs`) hands its tasks
+//! only the terminate callback: no hook runs on the spawner's thread, where the context
+//! is, nor before the closure runs. `on_thread_start` runs for blocking threads too,
+//! but knows neither the task nor its spawner. Such a closure runs in its blocking
+//! thread's own context, which is empty. Tasks spawned with ctx's adapters run in the context
 //! their wrapper carries; the hooks store nothing for them, and give them an empty
 //! context around it (so a poll costs what `isolate` costs, not a second copy).
 //!
@@ -104,7 +153,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ctx_core::{Context, Entry, strict};
+use ctx_core::{Context, EndSignal, EndWatcher, Entry, strict};
 use tokio::runtime::{Builder, Runtime, TaskMeta};
 use tokio::task::Id;
 
@@ -377,21 +426,22 @@ impl Hasher for IdHasher {
     }
 }
 
-type IdMap<V> = HashMap<Id, V, BuildHasherDefault<IdHasher>>;
+/// Keyed by a task's raw id ([`raw_id`]), which the end of a context hands back.
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 const SHARDS: usize = 64;
 const _: () = assert!(SHARDS.is_power_of_two());
 
 /// The shard of a task: its id's low bits.
 #[inline]
-fn shard_of(id: Id) -> usize {
-    raw_id(id) as usize % SHARDS
+fn shard_of(id: u64) -> usize {
+    id as usize % SHARDS
 }
 
 /// A task's place in its shard's [`Entries::near`]: its id's bits above the shard's.
 #[inline]
-fn near_of(id: Id) -> usize {
-    raw_id(id) as usize / SHARDS % NEAR
+fn near_of(id: u64) -> usize {
+    id as usize / SHARDS % NEAR
 }
 
 /// The number tokio gives a task, as it hashes it.
@@ -428,8 +478,42 @@ struct Shard {
 struct Entries {
     /// How many places in `near` are held.
     near_len: usize,
-    far: IdMap<Context>,
-    near: [Option<(Id, Context)>; NEAR],
+    far: IdMap<Stored>,
+    near: [Option<(u64, Stored)>; NEAR],
+}
+
+/// A task's context between its polls.
+struct Stored {
+    context: Context,
+    /// What the task inherited from an [endable](Context::endable) context, while that
+    /// context has not ended.
+    inherited: Option<Box<Inherited>>,
+}
+
+/// The context a task inherited from an endable context, as it was at the spawn.
+struct Inherited {
+    signal: EndSignal,
+    base: Context,
+}
+
+impl Stored {
+    #[inline]
+    fn is_ended(&self) -> bool {
+        self.inherited
+            .as_ref()
+            .is_some_and(|inherited| inherited.signal.is_ended())
+    }
+
+    /// After the end of the context the task inherited from: keeps only what the task
+    /// set itself. Gives back what it replaced, to be dropped outside any lock (the
+    /// request's values run user code when dropped). Runs no user code itself.
+    #[cold]
+    #[must_use]
+    fn strip(&mut self) -> Option<(Context, Box<Inherited>)> {
+        let inherited = self.inherited.take()?;
+        let own = self.context.changed_since(&inherited.base);
+        Some((std::mem::replace(&mut self.context, own), inherited))
+    }
 }
 
 /// How many places each shard has in [`Entries::near`].
@@ -454,7 +538,7 @@ impl Entries {
     /// Stores `context` for `id`, which holds none (see above); gives back what it
     /// replaced, to be dropped outside the lock (a context's values run user code when
     /// dropped, and it could spawn a task into this shard).
-    fn insert(&mut self, id: Id, context: Context) -> Option<Context> {
+    fn insert(&mut self, id: u64, context: Stored) -> Option<Stored> {
         let place = &mut self.near[near_of(id)];
         match place {
             None => {
@@ -468,7 +552,7 @@ impl Entries {
         }
     }
 
-    fn remove(&mut self, id: Id) -> Option<Context> {
+    fn remove(&mut self, id: u64) -> Option<Stored> {
         let place = &mut self.near[near_of(id)];
         if place.as_ref().is_some_and(|(held, _)| *held == id) {
             self.near_len -= 1;
@@ -478,6 +562,13 @@ impl Entries {
             return None;
         }
         self.far.remove(&id)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Stored> {
+        match &mut self.near[near_of(id)] {
+            Some((held, stored)) if *held == id => Some(stored),
+            _ => self.far.get_mut(&id),
+        }
     }
 }
 
@@ -496,24 +587,69 @@ impl Default for Store {
 
 impl Store {
     #[inline]
-    fn shard(&self, id: Id) -> &Shard {
+    fn shard(&self, id: u64) -> &Shard {
         &self.shards[shard_of(id)]
     }
 
-    /// Stores `context` for `id`, which holds none (see [`Entries`]).
-    fn put(&self, id: Id, context: Context) {
+    /// Stores `stored` for `id`, which holds none (see [`Entries`]).
+    #[inline]
+    fn put(&self, id: u64, stored: Stored) {
         let shard = self.shard(id);
         let replaced = {
             let mut entries = lock(&shard.entries);
-            let replaced = entries.insert(id, context);
+            // Checked under the lock: an end this misses sees the entry in its sweep
+            // ([`Store::release`]), which takes this lock after the end is set.
+            if stored.is_ended() {
+                drop(entries);
+                return self.put_ended(id, stored);
+            }
+            let replaced = entries.insert(id, stored);
             shard.len.store(entries.len(), Ordering::Relaxed);
             replaced
         };
-        drop(replaced);
+        if let Some(replaced) = replaced {
+            drop(replaced); // Never, by the invariant; outside the lock all the same.
+        }
+    }
+
+    /// [`Store::put`] of a context inherited from one that has ended: stores what the
+    /// task set itself, then drops the rest.
+    #[cold]
+    #[inline(never)]
+    fn put_ended(&self, id: u64, mut stored: Stored) {
+        let stripped = stored.strip();
+        if !stored.context.is_empty() {
+            self.put(id, stored);
+        }
+        drop(stripped);
+    }
+
+    /// At the end of the context the task `id` inherited from: strips its stored
+    /// context of what it inherited (if it is stored: a task under way strips it when
+    /// its poll ends, in [`Store::put`]), so that the values go now, not at its next
+    /// poll, which may be far off for an idle pooled connection.
+    fn release(&self, id: u64) {
+        let shard = self.shard(id);
+        let dropped = {
+            let mut entries = lock(&shard.entries);
+            let Some(stored) = entries.get_mut(id) else {
+                return;
+            };
+            let stripped = stored.strip();
+            let removed = if stored.context.is_empty() {
+                let removed = entries.remove(id);
+                shard.len.store(entries.len(), Ordering::Relaxed);
+                removed
+            } else {
+                None
+            };
+            (stripped, removed)
+        };
+        drop(dropped);
     }
 
     #[inline]
-    fn take(&self, id: Id) -> Option<Context> {
+    fn take(&self, id: u64) -> Option<Stored> {
         let shard = self.shard(id);
         if shard.len.load(Ordering::Relaxed) == 0 {
             return None;
@@ -524,7 +660,7 @@ impl Store {
     /// The locked half of [`Store::take`], out of line: a poll of a task with nothing
     /// stored in an empty shard never gets here.
     #[inline(never)]
-    fn take_from(shard: &Shard, id: Id) -> Option<Context> {
+    fn take_from(shard: &Shard, id: u64) -> Option<Stored> {
         let mut entries = lock(&shard.entries);
         let taken = entries.remove(id);
         shard.len.store(entries.len(), Ordering::Relaxed);
@@ -534,6 +670,7 @@ impl Store {
 
 /// A shard's lock; a panic elsewhere while it was held left the map whole (inserts and
 /// removes do not run user code), so a poisoned shard is used as it is.
+#[inline]
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -562,16 +699,24 @@ thread_local! {
 /// thread-local with one is reached through a slower path (+56 instructions a poll).
 /// Every `Poll` is taken apart by `after_poll`; one left on an exiting thread (which
 /// cannot be mid-poll) would be leaked, not dropped in the wrong context.
+///
+/// Four words: a fifth made moving it in and out of [`POLL`] a `memcpy` call.
 struct Poll {
-    task: Id,
+    /// The task's raw id ([`raw_id`]), and [`ENDED`] once the task ended during the
+    /// poll (tokio runs `terminate` inside a task's last poll): its context is then
+    /// dropped after the poll rather than stored.
+    task: u64,
     /// The task's context, entered for the poll (see [`Context::enter`]).
     entry: ManuallyDrop<Entry>,
-    /// Whether the task ended during the poll (tokio runs `terminate` inside a task's
-    /// last poll): its context is then dropped after the poll rather than stored.
-    ended: bool,
+    /// What the task inherited from an endable context, stored again with its context.
+    inherited: ManuallyDrop<Option<Box<Inherited>>>,
     /// The poll this one runs inside, if polls nest (see [`POLL`]).
     outer: Option<ManuallyDrop<Box<Poll>>>,
 }
+
+/// The bit of [`Poll::task`] that says the task ended. tokio counts ids up from 1:
+/// they never reach it.
+const ENDED: u64 = 1 << 63;
 
 /// Puts `outer`, the poll under way when another started on this thread, under the
 /// new one.
@@ -581,6 +726,15 @@ fn nest(outer: Poll) {
         poll.outer = Some(ManuallyDrop::new(Box::new(outer)));
         POLL.set(Some(poll));
     }
+}
+
+/// A stored task context whose inherited context has ended, stripped for its poll; the
+/// rest is dropped here, before the task's context is entered.
+#[cold]
+#[inline(never)]
+fn strip(mut stored: Stored) -> (Context, Option<Box<Inherited>>) {
+    drop(stored.strip());
+    (stored.context, None)
 }
 
 /// Marks the spawns of ctx's adapters on this thread until dropped.
@@ -606,25 +760,50 @@ struct Shared {
     on_leak: Option<LeakCallback>,
 }
 
+/// The end of a context that tasks inherited from: each such task's stored context is
+/// stripped at once, rather than at its next poll.
+impl EndWatcher for Shared {
+    fn ended(&self, task: u64) {
+        self.store.release(task);
+    }
+}
+
 impl Shared {
     /// On the spawner's thread, in its context.
-    fn spawned(&self, id: Id) {
+    fn spawned(self: &Arc<Self>, id: Id) {
         if self.mode == Mode::Isolate || WRAPPED.get() || TERMINATED.take() == Some(id) {
             return;
         }
-        let inherited = Context::inherited();
-        if !inherited.is_empty() {
-            self.store.put(id, inherited);
+        let context = Context::inherited();
+        if context.is_empty() {
+            return;
         }
+        let inherited = match context.end_signal() {
+            None => None,
+            // Spawned after the end of the context it would inherit: nothing of it.
+            Some(signal) if signal.is_ended() => return,
+            Some(signal) => {
+                // Watched before the entry is stored: an end between the two is seen
+                // by `put`.
+                signal.watch(self, raw_id(id));
+                let base = context.clone();
+                Some(Box::new(Inherited { signal, base }))
+            }
+        };
+        self.store.put(raw_id(id), Stored { context, inherited });
     }
 
     #[inline]
     fn before_poll(&self, id: Id) {
-        let context = self.store.take(id).unwrap_or_default();
+        let (context, inherited) = match self.store.take(raw_id(id)) {
+            None => (Context::new(), None),
+            Some(stored) if stored.is_ended() => strip(stored),
+            Some(stored) => (stored.context, stored.inherited),
+        };
         let poll = Poll {
-            task: id,
+            task: raw_id(id),
             entry: ManuallyDrop::new(context.enter()),
-            ended: false,
+            inherited: ManuallyDrop::new(inherited),
             outer: None,
         };
         // One visit to the thread-local; a second only when polls nest.
@@ -636,24 +815,28 @@ impl Shared {
     #[inline]
     fn after_poll(&self, id: Id) {
         let Some(poll) = POLL.take() else { return };
-        if poll.task != id {
+        let task = raw_id(id);
+        if poll.task & !ENDED != task {
             // Not this task's poll (a hook of another runtime's that panicked): the
             // poll under way stays.
             POLL.set(Some(poll));
             return;
         }
         let Poll {
+            task: with_end,
             entry,
-            ended,
+            inherited,
             outer,
-            ..
         } = poll;
         if let Some(outer) = outer {
             POLL.set(Some(*ManuallyDrop::into_inner(outer)));
         }
         let context = ManuallyDrop::into_inner(entry).leave();
-        if !ended && !context.is_empty() {
-            self.store.put(id, context);
+        let inherited = ManuallyDrop::into_inner(inherited);
+        if with_end & ENDED == 0 && !context.is_empty() {
+            self.store.put(task, Stored { context, inherited });
+        } else if let Some(inherited) = inherited {
+            drop(inherited);
         }
         // Otherwise dropped here, outside every borrow.
     }
@@ -663,8 +846,8 @@ impl Shared {
     fn terminated(&self, id: Id, spawned_at: &'static Location<'static>) {
         let reports = self.mode == Mode::Isolate && strict::is_enabled();
         let left = match POLL.take() {
-            Some(mut poll) if poll.task == id => {
-                poll.ended = true;
+            Some(mut poll) if poll.task & !ENDED == raw_id(id) => {
+                poll.task |= ENDED;
                 POLL.set(Some(poll));
                 if !reports {
                     return;
@@ -675,7 +858,10 @@ impl Shared {
             other => {
                 POLL.set(other);
                 TERMINATED.set(Some(id));
-                self.store.take(id).unwrap_or_default()
+                self.store
+                    .take(raw_id(id))
+                    .map(|stored| stored.context)
+                    .unwrap_or_default()
             }
         };
         if reports && !left.is_empty() {

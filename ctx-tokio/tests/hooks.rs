@@ -244,6 +244,80 @@ fn sets_and_tokens_persist_across_polls_and_stay_in_their_task() {
 
 /// More tasks holding contexts at once than the store has places of its own for: the
 /// rest share its maps, and every task still finds its own context, poll after poll.
+/// A task spawned from an endable context (a request's) that outlives it: after the
+/// end it keeps what it set itself, and nothing it inherited; a task spawned from the
+/// context after its end inherits nothing; its values are dropped at the end even while
+/// the task sleeps.
+#[test]
+fn a_task_that_outlives_its_request_keeps_only_what_it_set() {
+    for flavor in ["multi_thread", "current_thread"] {
+        let rt = runtime(flavor, TaskHooks::inherit());
+        let (request, end) = Context::new().with_value(&REQUEST_ID, 1).endable();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let probe = DropProbe(Arc::clone(&dropped));
+        let request = request.with_value(&PROBE, probe);
+        let (during, after) = Context::new().run(|| {
+            rt.block_on(async {
+                let (ready_tx, ready) = tokio::sync::oneshot::channel();
+                let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+                let task = Context::clone(&request).run(|| {
+                    tokio::spawn(async move {
+                        let during = (REQUEST_ID.get(), PROBE.with(|p| p.is_some()));
+                        LEFTOVER.set(5);
+                        ready_tx.send(()).unwrap();
+                        go_rx.await.unwrap();
+                        let after = (REQUEST_ID.get(), PROBE.with(|p| p.is_some()));
+                        (during, after, LEFTOVER.get())
+                    })
+                });
+                ready.await.unwrap();
+                // The task waits, stored; the end strips it at once.
+                end.end();
+                assert_eq!(
+                    dropped.load(Ordering::SeqCst),
+                    0,
+                    "the request still holds it"
+                );
+                drop(request);
+                assert_eq!(
+                    dropped.load(Ordering::SeqCst),
+                    1,
+                    "{flavor}: released at the end"
+                );
+                go.send(()).unwrap();
+                let (during, after, own) = task.await.unwrap();
+                assert_eq!(own, Some(5), "{flavor}: its own set is kept");
+                (during, after)
+            })
+        });
+        assert_eq!(during, (Some(1), true), "{flavor}");
+        assert_eq!(after, (None, false), "{flavor}");
+    }
+}
+
+#[test]
+fn a_task_spawned_from_an_ended_context_inherits_nothing() {
+    let rt = runtime("multi_thread", TaskHooks::inherit());
+    let (request, end) = Context::new().with_value(&REQUEST_ID, 1).endable();
+    drop(end);
+    let seen = Context::new().run(|| {
+        rt.block_on(async {
+            let task = Context::clone(&request).run(|| tokio::spawn(async { REQUEST_ID.get() }));
+            task.await.unwrap()
+        })
+    });
+    assert_eq!(seen, None);
+}
+
+/// Counts its drops.
+struct DropProbe(Arc<AtomicUsize>);
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+static PROBE: ContextVar<DropProbe> = ContextVar::new("probe");
+
 #[test]
 fn thousands_of_tasks_holding_contexts_at_once_each_keep_their_own() {
     const TASKS: u64 = 10_000;
