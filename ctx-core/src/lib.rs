@@ -131,8 +131,3 @@ pub mod __private {
         context.run(f)
     }
 }
-
-/// The README's examples, compiled as doc tests so that they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;

@@ -99,6 +99,9 @@ pub(crate) fn refused(name: &str) -> ! {
          value would stay in this worker thread's own context and be seen by the next task \
          that runs here unwrapped. Start the task with the ctx adapter's `spawn` \
          (`ctx_tokio::spawn`, ...), wrap its future with `.in_inherited_context()`, or give the \
-         server ctx's per-request layer; use `ContextVar::sync_scope` for a one-off"
+         server ctx's per-request layer; use `ContextVar::sync_scope` for a one-off. Where \
+         the task is a library's, on tokio, install `ctx_tokio::hooks::TaskHooks` on the \
+         runtime (`isolate` or `inherit`): every task then has a context of its own, and \
+         `TaskHooks::audit` lists the spawn sites that lack one without it"
     )
 }

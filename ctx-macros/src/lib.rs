@@ -9,6 +9,7 @@
 
 mod args;
 mod context_var;
+mod entry;
 mod with_context;
 
 use proc_macro::TokenStream;
@@ -141,4 +142,39 @@ pub fn context_var(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn with_context(args: TokenStream, item: TokenStream) -> TokenStream {
     with_context::expand(args.into(), item.into()).into()
+}
+
+/// Runs an `async fn main` on a runtime built by `ctx_tokio::runtime::Builder`: strict
+/// workers, the task hooks when ctx-tokio is built with them, the root future in a
+/// fresh context of its own on a strict base. Use it as `#[ctx_tokio::main]`.
+///
+/// Arguments, all optional: `flavor = "multi_thread"` (the default) or
+/// `"current_thread"`; `worker_threads = N` (multi-thread only); `strict = false` to
+/// turn strict mode off; `hooks = "inherit"` (the default when built with the hooks),
+/// `"isolate"` or `"none"`; `crate = path` when ctx-tokio is not `::ctx_tokio`.
+///
+/// ```
+/// use ctx_tokio::context_var;
+///
+/// #[context_var]
+/// static USER: &'static str;
+///
+/// #[ctx_tokio::main(flavor = "current_thread")]
+/// async fn main() {
+///     USER.set("ada"); // the root future's own context
+///     let seen = ctx_tokio::spawn(async { USER.get() }).await.unwrap();
+///     assert_eq!(seen, Some("ada"));
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::expand(args.into(), item.into(), entry::Kind::Main).into()
+}
+
+/// Runs an `async fn` test on a runtime built by `ctx_tokio::runtime::Builder`, as
+/// [`macro@main`] does (a current-thread runtime by default, as `#[tokio::test]`), in a
+/// fresh context. Use it as `#[ctx_tokio::test]`; the arguments are [`macro@main`]'s.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::expand(args.into(), item.into(), entry::Kind::Test).into()
 }

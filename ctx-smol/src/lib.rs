@@ -4,7 +4,8 @@
 //! The functions mirror smol's names and signatures, so switching is a path change:
 //! `smol::spawn` → `ctx_smol::spawn`, `smol::unblock` → `ctx_smol::unblock`. Each
 //! captures [`Context::inherited`] *at the call* (the caller's context, less the variables
-//! declared `inherit(false)`); the task runs in that copy. For
+//! declared `#[context_var(inherit = false)]` or [`ContextVar::inherit`]`(false)`); the
+//! task runs in that copy. For
 //! executors of your own, [`ExecutorExt`] and [`LocalExecutorExt`] add `ctx_spawn` and
 //! `ctx_spawn_many` to [`Executor`] and [`LocalExecutor`]. Everything from `ctx-core` is
 //! re-exported.

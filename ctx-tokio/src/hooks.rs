@@ -145,7 +145,7 @@
 //! cheaper, 23–38 ns.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::mem::ManuallyDrop;
@@ -161,6 +161,8 @@ use tokio::task::Id;
 type Callback = Arc<dyn Fn(&TaskMeta<'_>) + Send + Sync>;
 /// What [`TaskHooks::on_leak`] is given.
 type LeakCallback = Arc<dyn Fn(&Leak) + Send + Sync>;
+/// What [`TaskHooks::on_unwrapped`] is given.
+type UnwrappedCallback = Arc<dyn Fn(&Unwrapped) + Send + Sync>;
 
 /// What the tasks start with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +181,52 @@ pub struct TaskHooks {
     after_poll: Option<Callback>,
     on_terminate: Option<Callback>,
     on_leak: Option<LeakCallback>,
+    audit: bool,
+    on_unwrapped: Option<UnwrappedCallback>,
+}
+
+/// A spawn site that [`TaskHooks::audit`] found: work spawned there runs without the
+/// spawner's values unless the hooks give them.
+#[derive(Clone, Debug)]
+pub struct Unwrapped {
+    /// Where the work was spawned.
+    pub spawned_at: &'static Location<'static>,
+    /// What was spawned.
+    pub kind: SpawnKind,
+    /// The variables the spawner's context held (its inherited ones), the first time
+    /// the site was seen; empty for [`SpawnKind::Blocking`], whose spawner no hook sees.
+    pub variables: Vec<&'static str>,
+}
+
+/// What an [`Unwrapped`] site spawned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpawnKind {
+    /// A task, with `tokio::spawn` or a `Handle`'s or `JoinSet`'s `spawn`.
+    Task,
+    /// A closure, with `tokio::task::spawn_blocking`.
+    Blocking,
+}
+
+impl fmt::Display for Unwrapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            SpawnKind::Task => write!(
+                f,
+                "ctx audit: plain `tokio::spawn` at {} from a context holding {:?}: without \
+                 `TaskHooks::inherit` the task runs without them. Spawn it with \
+                 `ctx_tokio::spawn`, or give the future `.in_inherited_context()`",
+                self.spawned_at, self.variables
+            ),
+            SpawnKind::Blocking => write!(
+                f,
+                "ctx audit: plain `spawn_blocking` at {}: tokio runs no hook where a blocking \
+                 closure is spawned, so it ran in its blocking thread's empty context. If it \
+                 reads context variables, spawn it with `ctx_tokio::spawn_blocking`",
+                self.spawned_at
+            ),
+        }
+    }
 }
 
 /// A task that ended with values set in its own context, under [`TaskHooks::isolate`]
@@ -215,6 +263,8 @@ impl TaskHooks {
             after_poll: None,
             on_terminate: None,
             on_leak: None,
+            audit: false,
+            on_unwrapped: None,
         }
     }
 
@@ -270,17 +320,80 @@ impl TaskHooks {
         self
     }
 
+    /// Turns the audit on: each spawn site whose work would run without its spawner's
+    /// values on stable tokio (without these hooks) is reported once, with its file and
+    /// line, to [`on_unwrapped`](TaskHooks::on_unwrapped) (by default, to standard
+    /// error). Run a test suite once with it to get the list of spawn sites to wrap with
+    /// ctx's `spawn`:
+    ///
+    /// - plain `tokio::spawn`s (and `Handle`/`JoinSet` spawns) made from a context that
+    ///   holds inheritable values, whichever mode the hooks are in;
+    /// - plain `tokio::task::spawn_blocking`s, wherever they are made: no hook sees
+    ///   their spawner (see "Where the hooks do not fire" in the [module docs](self)).
+    ///
+    /// A task spawned onto a runtime that has shut down is never run, and may be
+    /// reported as a blocking one. The audit keeps a set of live task ids: it is for
+    /// test runs, not production.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use ctx_tokio::{Context, ContextVar, hooks::{SpawnKind, TaskHooks}};
+    ///
+    /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+    ///
+    /// let found = Arc::new(Mutex::new(Vec::new()));
+    /// let mut builder = tokio::runtime::Builder::new_current_thread();
+    /// let sink = Arc::clone(&found);
+    /// TaskHooks::isolate()
+    ///     .audit()
+    ///     .on_unwrapped(move |site| sink.lock().unwrap().push((site.kind, site.spawned_at.line())))
+    ///     .install(&mut builder);
+    /// let runtime = builder.build().unwrap();
+    /// # Context::new().run(|| {
+    /// REQUEST_ID.set(7);
+    /// ctx_tokio::block_on(&runtime, async {
+    ///     for _ in 0..3 {
+    ///         tokio::spawn(async {}).await.unwrap(); // reported once
+    ///         ctx_tokio::spawn(async {}).await.unwrap(); // carries the context: not reported
+    ///     }
+    /// });
+    /// # });
+    /// let found = found.lock().unwrap();
+    /// assert_eq!(found.len(), 1, "one site, reported once");
+    /// assert_eq!(found[0].0, SpawnKind::Task);
+    /// ```
+    #[must_use]
+    pub fn audit(mut self) -> Self {
+        self.audit = true;
+        self
+    }
+
+    /// Where the audit's findings go (by default, to standard error); turns the audit
+    /// on.
+    #[must_use]
+    pub fn on_unwrapped(mut self, f: impl Fn(&Unwrapped) + Send + Sync + 'static) -> Self {
+        self.audit = true;
+        self.on_unwrapped = Some(Arc::new(f));
+        self
+    }
+
     /// Installs the hooks on `builder`, replacing any task hooks set on it directly.
     pub fn install(self, builder: &mut Builder) -> &mut Builder {
+        let audit = self.audit.then(|| Audit {
+            report: self.on_unwrapped,
+            sites: Mutex::default(),
+            live: Mutex::default(),
+        });
         let shared = Arc::new(Shared {
             mode: self.mode,
             store: Store::default(),
             on_leak: self.on_leak,
+            audit,
         });
         let on_spawn = {
             let (shared, user) = (Arc::clone(&shared), self.on_spawn);
             move |meta: &TaskMeta<'_>| {
-                shared.spawned(meta.id());
+                shared.spawned(meta);
                 if let Some(user) = &user {
                     user(meta);
                 }
@@ -382,6 +495,9 @@ struct Terminated<'a, 'm>(&'a Shared, &'a TaskMeta<'m>);
 impl Drop for Terminated<'_, '_> {
     fn drop(&mut self) {
         self.0.terminated(self.1.id(), self.1.spawned_at());
+        if let Some(audit) = &self.0.audit {
+            audit.terminated(self.1);
+        }
     }
 }
 
@@ -682,6 +798,10 @@ thread_local! {
     /// already: the spawn hook then stores nothing for it (no double wrap cost).
     static WRAPPED: Cell<bool> = const { Cell::new(false) };
 
+    /// Set on a blocking thread when a closure of ctx's `spawn_blocking` has run: its
+    /// task's `terminate`, which follows on that thread, then knows it was wrapped.
+    static BLOCKING_WRAPPED: Cell<bool> = const { Cell::new(false) };
+
     /// The poll under way on this thread, if any, innermost first. Polls nest when a
     /// task starts a runtime of its own inside `block_in_place`: its tasks are polled
     /// on this thread while its own poll is under way.
@@ -737,6 +857,17 @@ fn strip(mut stored: Stored) -> (Context, Option<Box<Inherited>>) {
     (stored.context, None)
 }
 
+/// Marks, when dropped (on return or panic), the end of a closure of ctx's
+/// `spawn_blocking` on this thread, for the audit (see [`BLOCKING_WRAPPED`]).
+pub(crate) struct BlockingWrapped;
+
+impl Drop for BlockingWrapped {
+    #[inline]
+    fn drop(&mut self) {
+        BLOCKING_WRAPPED.set(true);
+    }
+}
+
 /// Marks the spawns of ctx's adapters on this thread until dropped.
 pub(crate) struct WrappedSpawn(bool);
 
@@ -758,6 +889,62 @@ struct Shared {
     mode: Mode,
     store: Store,
     on_leak: Option<LeakCallback>,
+    audit: Option<Audit>,
+}
+
+/// The audit's state: see [`TaskHooks::audit`].
+struct Audit {
+    report: Option<UnwrappedCallback>,
+    /// The sites reported so far, by file, line and column.
+    sites: Mutex<HashSet<(&'static str, u32, u32)>>,
+    /// The raw ids of the tasks the spawn hook saw and that have not ended: a task
+    /// that ends without being in it was never seen by the spawn hook, a blocking one.
+    live: Mutex<HashSet<u64>>,
+}
+
+impl Audit {
+    /// On the spawner's thread, in its context.
+    fn spawned(&self, meta: &TaskMeta<'_>, wrapped: bool) {
+        lock(&self.live).insert(raw_id(meta.id()));
+        if wrapped {
+            return;
+        }
+        let context = Context::inherited();
+        if !context.is_empty() {
+            let variables = context.iter().map(|(var, _)| var.name()).collect();
+            drop(context);
+            self.report(meta.spawned_at(), SpawnKind::Task, variables);
+        }
+    }
+
+    fn terminated(&self, meta: &TaskMeta<'_>) {
+        let was_live = lock(&self.live).remove(&raw_id(meta.id()));
+        if !was_live && !BLOCKING_WRAPPED.take() {
+            self.report(meta.spawned_at(), SpawnKind::Blocking, Vec::new());
+        }
+    }
+
+    #[cold]
+    fn report(
+        &self,
+        spawned_at: &'static Location<'static>,
+        kind: SpawnKind,
+        variables: Vec<&'static str>,
+    ) {
+        let site = (spawned_at.file(), spawned_at.line(), spawned_at.column());
+        if !lock(&self.sites).insert(site) {
+            return;
+        }
+        let unwrapped = Unwrapped {
+            spawned_at,
+            kind,
+            variables,
+        };
+        match &self.report {
+            Some(report) => report(&unwrapped),
+            None => eprintln!("{unwrapped}"),
+        }
+    }
 }
 
 /// The end of a context that tasks inherited from: each such task's stored context is
@@ -770,8 +957,16 @@ impl EndWatcher for Shared {
 
 impl Shared {
     /// On the spawner's thread, in its context.
-    fn spawned(self: &Arc<Self>, id: Id) {
-        if self.mode == Mode::Isolate || WRAPPED.get() || TERMINATED.take() == Some(id) {
+    fn spawned(self: &Arc<Self>, meta: &TaskMeta<'_>) {
+        let id = meta.id();
+        if TERMINATED.take() == Some(id) {
+            return;
+        }
+        let wrapped = WRAPPED.get();
+        if let Some(audit) = &self.audit {
+            audit.spawned(meta, wrapped);
+        }
+        if self.mode == Mode::Isolate || wrapped {
             return;
         }
         let context = Context::inherited();

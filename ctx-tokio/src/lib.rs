@@ -4,9 +4,10 @@
 //! The functions mirror tokio's names and signatures, so switching is a path change:
 //! `tokio::spawn` → `ctx_tokio::spawn`, `tokio::task::spawn_blocking` →
 //! `ctx_tokio::task::spawn_blocking`. Each captures [`Context::inherited`] *at the call*
-//! (the caller's context, less the variables declared `inherit(false)`); the task runs
-//! in that copy, so it sees its creator's values and its own `set`s never leak back.
-//! `block_on` runs its future in a full copy, as awaiting it would. Everything from `ctx-core` is re-exported: this crate is the only
+//! (the caller's context, less the variables declared `#[context_var(inherit = false)]`
+//! or [`ContextVar::inherit`]`(false)`); the task runs in that copy, so it sees its
+//! creator's values and its own `set`s never leak back. `block_on` runs its future in a
+//! full copy, as awaiting it would. Everything from `ctx-core` is re-exported: this crate is the only
 //! dependency a tokio user needs, macros included.
 //!
 //! ```
@@ -50,12 +51,17 @@ compile_error!(
 
 #[cfg(all(feature = "hooks", tokio_unstable))]
 pub mod hooks;
+pub mod runtime;
 #[cfg(all(feature = "hooks", tokio_unstable))]
-use hooks::WrappedSpawn;
+use hooks::{BlockingWrapped, WrappedSpawn};
 
 /// Without task hooks, nothing to tell them.
 #[cfg(not(all(feature = "hooks", tokio_unstable)))]
 struct WrappedSpawn;
+
+/// Without task hooks, nothing to tell them.
+#[cfg(not(all(feature = "hooks", tokio_unstable)))]
+struct BlockingWrapped;
 
 #[cfg(not(all(feature = "hooks", tokio_unstable)))]
 impl WrappedSpawn {
@@ -71,6 +77,49 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::task::{JoinHandle, JoinSet, LocalSet};
 
 pub use ctx_core::*;
+
+/// `#[ctx_tokio::main]`: see [`runtime`] and the macro's own docs.
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use ctx_macros::main;
+/// `#[ctx_tokio::test]`: see [`runtime`] and the macro's own docs.
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use ctx_macros::test;
+
+/// The `hooks = "..."` argument of `#[ctx_tokio::main]` and `#[ctx_tokio::test]`.
+#[cfg(all(feature = "hooks", tokio_unstable))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __task_hooks {
+    ($builder:ident, inherit) => {
+        $builder.task_hooks(::core::option::Option::Some(
+            $crate::hooks::TaskHooks::inherit(),
+        ))
+    };
+    ($builder:ident, isolate) => {
+        $builder.task_hooks(::core::option::Option::Some(
+            $crate::hooks::TaskHooks::isolate(),
+        ))
+    };
+    ($builder:ident, none) => {
+        $builder.task_hooks(::core::option::Option::None)
+    };
+}
+
+/// The `hooks = "..."` argument of `#[ctx_tokio::main]` and `#[ctx_tokio::test]`.
+#[cfg(not(all(feature = "hooks", tokio_unstable)))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __task_hooks {
+    ($builder:ident, none) => {};
+    ($builder:ident, $other:ident) => {
+        ::core::compile_error!(
+            "`hooks = \"inherit\"` and `\"isolate\"` need ctx-tokio's `hooks` feature and \
+             RUSTFLAGS=\"--cfg tokio_unstable\""
+        )
+    };
+}
 
 /// [`tokio::spawn`], with the task running in a copy of the caller's context.
 ///
@@ -114,7 +163,11 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    tokio::task::spawn_blocking(Context::inherited().wrap(f))
+    let f = Context::inherited().wrap(f);
+    tokio::task::spawn_blocking(move || {
+        let _wrapped = BlockingWrapped;
+        f()
+    })
 }
 
 /// [`Runtime::block_on`], with the future running in a copy of the caller's context:
@@ -374,22 +427,16 @@ where
 ///   root future in a copy of the caller's context.
 ///
 /// `#[tokio::main]` and `#[tokio::test]` build their runtime where no hook can reach
-/// it; write the few lines they stand for instead:
+/// it: use `#[ctx_tokio::main]` and `#[ctx_tokio::test]`, or [`runtime::Builder`], which
+/// cover both places (and install the task hooks where ctx-tokio is built with them):
 ///
 /// ```
 /// # #[ctx_tokio::context_var] static USER: &'static str;
-/// fn main() -> std::io::Result<()> {
-///     let runtime = tokio::runtime::Builder::new_multi_thread()
-///         .enable_all()
-///         .on_thread_start(ctx_tokio::strict::enable)
-///         .build()?;
-///     ctx_tokio::strict::block_on(&runtime, async {
-///         USER.set("ada"); // the root future has a context of its own
-///         // ... serve
-///     });
-///     Ok(())
+/// #[ctx_tokio::main]
+/// async fn main() {
+///     USER.set("ada"); // the root future has a context of its own
+///     // ... serve
 /// }
-/// # main().unwrap();
 /// ```
 ///
 /// [`strict::block_on`]: crate::strict::block_on

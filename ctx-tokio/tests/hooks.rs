@@ -533,3 +533,111 @@ fn pending_tasks_dropped_at_shutdown_never_see_the_callers_context() {
     .join()
     .unwrap();
 }
+
+/// The audit lists each spawn site whose work would run without its spawner's values,
+/// once, with its file and line: plain spawns from a context holding values, and plain
+/// `spawn_blocking`s; not ctx's own spawns, nor plain spawns from an empty context.
+#[test]
+fn the_audit_reports_each_unwrapped_spawn_site_once() {
+    use ctx_tokio::hooks::{SpawnKind, Unwrapped};
+    for (flavor, hooks) in [
+        ("multi_thread", TaskHooks::isolate()),
+        ("current_thread", TaskHooks::inherit()),
+    ] {
+        let found: Arc<Mutex<Vec<Unwrapped>>> = Arc::default();
+        let sink = Arc::clone(&found);
+        let rt = runtime(
+            flavor,
+            hooks.on_unwrapped(move |site| sink.lock().unwrap().push(site.clone())),
+        );
+        let expected = Context::new().run(|| {
+            REQUEST_ID.set(1);
+            ctx_tokio::block_on(&rt, async {
+                let mut lines = Vec::new();
+                for _ in 0..3 {
+                    let (line, task) = (line!(), tokio::spawn(async {}));
+                    task.await.unwrap();
+                    lines.push((SpawnKind::Task, line));
+                    let (line, task) = (line!(), tokio::task::spawn_blocking(|| {}));
+                    task.await.unwrap();
+                    lines.push((SpawnKind::Blocking, line));
+                    let mut set = tokio::task::JoinSet::new();
+                    let line = (line!(), set.spawn(async {})).0;
+                    set.join_next().await.unwrap().unwrap();
+                    lines.push((SpawnKind::Task, line));
+                    // Not reported: ctx's own, and plain ones from an empty context.
+                    ctx_tokio::spawn(async {}).await.unwrap();
+                    ctx_tokio::spawn_blocking(|| {}).await.unwrap();
+                    let empty = Context::new().run(|| tokio::spawn(async {}));
+                    empty.await.unwrap();
+                }
+                lines.sort_unstable_by_key(|&(_, line)| line);
+                lines.dedup();
+                lines
+            })
+        });
+        let mut found: Vec<_> = found
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|site| {
+                assert_eq!(site.spawned_at.file(), file!(), "{site}");
+                let variables: &[&str] = match site.kind {
+                    SpawnKind::Task => &["request_id"],
+                    _ => &[],
+                };
+                assert_eq!(site.variables, variables, "{site}");
+                (site.kind, site.spawned_at.line())
+            })
+            .collect();
+        found.sort_unstable_by_key(|&(_, line)| line);
+        assert_eq!(found, expected, "{flavor}: each site once, nothing else");
+    }
+}
+
+/// `#[ctx_tokio::test]` installs `inherit` by default in a build with the hooks: a
+/// plain task reads the root future's values, and its own `set` stays in it (strict
+/// mode has nothing to refuse: every task has a context of its own).
+async fn plain_tasks_inherit_and_keep_their_sets() {
+    REQUEST_ID.set(3);
+    let seen = tokio::spawn(async { REQUEST_ID.get() }).await.unwrap();
+    assert_eq!(seen, Some(3));
+    tokio::spawn(async { LEFTOVER.set(1) }).await.unwrap();
+    let after = tokio::spawn(async { LEFTOVER.get() }).await.unwrap();
+    assert_eq!(after, None);
+}
+
+#[ctx_tokio::test]
+async fn the_test_attribute_installs_inherit_current_thread() {
+    plain_tasks_inherit_and_keep_their_sets().await;
+}
+
+#[ctx_tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_attribute_installs_inherit_multi_thread() {
+    plain_tasks_inherit_and_keep_their_sets().await;
+}
+
+/// The builder with `isolate`: strict mode (on by default) reports the task that ends
+/// with a value set, on both flavors.
+#[test]
+fn the_builder_with_isolate_reports_a_leaking_task_on_both_flavors() {
+    for multi_thread in [true, false] {
+        let leaks: Arc<Mutex<Vec<Leak>>> = Arc::default();
+        let sink = Arc::clone(&leaks);
+        let hooks =
+            TaskHooks::isolate().on_leak(move |leak| sink.lock().unwrap().push(leak.clone()));
+        let mut builder = if multi_thread {
+            ctx_tokio::runtime::Builder::new_multi_thread()
+        } else {
+            ctx_tokio::runtime::Builder::new_current_thread()
+        };
+        let runtime = builder.task_hooks(Some(hooks)).build().unwrap();
+        let (line, task) = Context::new()
+            .run(|| runtime.block_on(async { (line!(), tokio::spawn(async { LEFTOVER.set(1) })) }));
+        runtime.block_on(async { task.await.unwrap() });
+        let leaks = leaks.lock().unwrap();
+        assert_eq!(leaks.len(), 1, "multi_thread: {multi_thread}");
+        assert_eq!(leaks[0].variables, ["leftover"]);
+        assert_eq!(leaks[0].spawned_at.line(), line);
+    }
+}

@@ -60,10 +60,10 @@
 //! to the line, unless [`ContextFields::unset_as`] gives a placeholder.
 //!
 //! Values are written with their `Display` ([`ContextFields::display`]) or `Debug`
-//! ([`ContextFields::debug`]) implementation; in JSON, as strings. In text, colours of
-//! the wrapped line follow the format's own setting
-//! (`tracing_subscriber::fmt::format().with_ansi(true)`): the layer's colour setting
-//! does not reach a wrapped formatter. Field names are not checked against the event's
+//! ([`ContextFields::debug`]) implementation; in JSON, as strings. In text, the fields
+//! are coloured exactly when the rest of the line is: the wrapped format's own setting
+//! (`tracing_subscriber::fmt::format().with_ansi(..)`) or else the writer's, as the
+//! stock formatter decides. Field names are not checked against the event's
 //! own fields: an event field with the same name appears twice.
 //!
 //! Spans do not get the variables as fields: a span's fields are fixed by its call site,
@@ -468,7 +468,11 @@ impl ContextFields {
         if newline {
             line.truncate(line.len() - 1);
         }
-        self.append_fields(format, line, Mode::Text, out.has_ansi_escapes(), kept)?;
+        // Coloured exactly when the wrapped format coloured its own part of the line: its
+        // setting (`format().with_ansi(..)`) wins over the writer's, and is not visible
+        // from here, but its escapes are (tracing-subscriber escapes those in values).
+        let ansi = out.has_ansi_escapes() && line.as_bytes().contains(&0x1b);
+        self.append_fields(format, line, Mode::Text, ansi, kept)?;
         if newline {
             line.push('\n');
         }

@@ -22,6 +22,12 @@ pub mod http;
 pub mod runtime;
 pub mod services;
 
+/// The README's examples, compiled and run as doc tests, here where every crate they
+/// use is a dependency.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Everything a `tracing-subscriber` writer was given, shared with the subscriber.
 #[derive(Clone, Debug, Default)]
 pub struct Capture(Arc<Mutex<Vec<u8>>>);

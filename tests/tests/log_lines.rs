@@ -107,15 +107,14 @@ fn debug_fields_defaults_and_placeholders() {
     assert_eq!(lines[0]["region"], "eu");
 }
 
-#[test]
-fn colours_follow_the_format() {
+/// The line `info!("hi")` writes with `REQUEST_ID` set, through `format` (wrapped) on a
+/// writer that allows colours.
+fn one_line_through(format: tracing_subscriber::fmt::format::Format) -> String {
     let out = Capture::default();
-    let fields = fields();
     let subscriber = tracing_subscriber::fmt()
-        .without_time()
         .with_writer(out.clone())
         .with_ansi(true)
-        .event_format(fields.wrap(tracing_subscriber::fmt::format().with_ansi(true)))
+        .event_format(fields().wrap(format.without_time()))
         .finish();
     tracing::subscriber::with_default(subscriber, || {
         Context::new().run(|| {
@@ -123,12 +122,25 @@ fn colours_follow_the_format() {
             tracing::info!("hi");
         });
     });
-    let line = &out.lines()[0];
+    out.lines().remove(0)
+}
+
+#[test]
+fn colours_follow_the_format() {
+    let line = one_line_through(tracing_subscriber::fmt::format().with_ansi(true));
     assert!(line.contains("\u{1b}[32m INFO\u{1b}[0m"), "{line:?}");
     assert!(
         line.ends_with("\u{1b}[3mrequest_id\u{1b}[0m\u{1b}[2m=\u{1b}[0m7"),
         "{line:?}"
     );
+}
+
+/// A format told not to colour (as for a file) while the writer allows colours: the
+/// fields are as plain as the rest of the line.
+#[test]
+fn plain_format_plain_fields_whatever_the_writer() {
+    let line = one_line_through(tracing_subscriber::fmt::format().with_ansi(false));
+    assert_eq!(line, " INFO log_lines: hi request_id=7");
 }
 
 /// tracing itself drops an event emitted while the subscriber handles another; the

@@ -1,0 +1,2 @@
+#[ctx_tokio::main(flavor = "multi-thread")]
+async fn main() {}

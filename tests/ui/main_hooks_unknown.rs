@@ -1,0 +1,2 @@
+#[ctx_tokio::main(hooks = "always")]
+async fn main() {}

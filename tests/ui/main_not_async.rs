@@ -1,0 +1,2 @@
+#[ctx_tokio::main]
+fn main() {}

@@ -1,0 +1,2 @@
+#[ctx_tokio::main(threads = 2)]
+async fn main() {}

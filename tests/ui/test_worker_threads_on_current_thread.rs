@@ -1,0 +1,4 @@
+#[ctx_tokio::test(worker_threads = 2)]
+async fn runs() {}
+
+fn main() {}
