@@ -332,7 +332,8 @@ impl TaskHooks {
     ///   their spawner (see "Where the hooks do not fire" in the [module docs](self)).
     ///
     /// A task spawned onto a runtime that has shut down is never run, and may be
-    /// reported as a blocking one. The audit keeps a set of live task ids: it is for
+    /// reported as a blocking one. tokio's own blocking tasks (a multi-thread runtime's
+    /// workers) are not reported. The audit keeps a set of live task ids: it is for
     /// test runs, not production.
     ///
     /// ```
@@ -857,6 +858,13 @@ fn strip(mut stored: Stored) -> (Context, Option<Box<Inherited>>) {
     (stored.context, None)
 }
 
+/// Whether a blocking task was spawned by tokio's runtime itself (a multi-thread
+/// runtime's workers run as blocking tasks, reported as they end at shutdown).
+fn is_runtime_internal(spawned_at: &Location<'_>) -> bool {
+    let file = spawned_at.file().replace('\\', "/");
+    file.contains("/tokio-") && file.contains("/src/runtime/")
+}
+
 /// Marks, when dropped (on return or panic), the end of a closure of ctx's
 /// `spawn_blocking` on this thread, for the audit (see [`BLOCKING_WRAPPED`]).
 pub(crate) struct BlockingWrapped;
@@ -919,7 +927,7 @@ impl Audit {
 
     fn terminated(&self, meta: &TaskMeta<'_>) {
         let was_live = lock(&self.live).remove(&raw_id(meta.id()));
-        if !was_live && !BLOCKING_WRAPPED.take() {
+        if !was_live && !BLOCKING_WRAPPED.take() && !is_runtime_internal(meta.spawned_at()) {
             self.report(meta.spawned_at(), SpawnKind::Blocking, Vec::new());
         }
     }

@@ -271,7 +271,9 @@ fn a_task_that_outlives_its_request_keeps_only_what_it_set() {
                     })
                 });
                 ready.await.unwrap();
-                // The task waits, stored; the end strips it at once.
+                // On one thread the task is stored, waiting, and the end strips it at
+                // once. On several, its poll may still be under way: it is stripped as
+                // that poll ends. Either way, before its next poll.
                 end.end();
                 assert_eq!(
                     dropped.load(Ordering::SeqCst),
@@ -279,10 +281,18 @@ fn a_task_that_outlives_its_request_keeps_only_what_it_set() {
                     "the request still holds it"
                 );
                 drop(request);
+                if flavor == "multi_thread" {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    while dropped.load(Ordering::SeqCst) == 0
+                        && std::time::Instant::now() < deadline
+                    {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 assert_eq!(
                     dropped.load(Ordering::SeqCst),
                     1,
-                    "{flavor}: released at the end"
+                    "{flavor}: released at the end, before the task's next poll"
                 );
                 go.send(()).unwrap();
                 let (during, after, own) = task.await.unwrap();
@@ -576,6 +586,9 @@ fn the_audit_reports_each_unwrapped_spawn_site_once() {
                 lines
             })
         });
+        // tokio reports a task's end after its output can be joined; dropping the
+        // runtime waits for every worker and blocking thread.
+        drop(rt);
         let mut found: Vec<_> = found
             .lock()
             .unwrap()
@@ -622,10 +635,12 @@ async fn the_test_attribute_installs_inherit_multi_thread() {
 #[test]
 fn the_builder_with_isolate_reports_a_leaking_task_on_both_flavors() {
     for multi_thread in [true, false] {
-        let leaks: Arc<Mutex<Vec<Leak>>> = Arc::default();
-        let sink = Arc::clone(&leaks);
-        let hooks =
-            TaskHooks::isolate().on_leak(move |leak| sink.lock().unwrap().push(leak.clone()));
+        // tokio reports a task's end after its output can be joined: wait for it.
+        let (sink, leaks) = std::sync::mpsc::channel::<Leak>();
+        let sink = Mutex::new(sink);
+        let hooks = TaskHooks::isolate().on_leak(move |leak| {
+            let _ = sink.lock().unwrap().send(leak.clone());
+        });
         let mut builder = if multi_thread {
             ctx_tokio::runtime::Builder::new_multi_thread()
         } else {
@@ -635,9 +650,12 @@ fn the_builder_with_isolate_reports_a_leaking_task_on_both_flavors() {
         let (line, task) = Context::new()
             .run(|| runtime.block_on(async { (line!(), tokio::spawn(async { LEFTOVER.set(1) })) }));
         runtime.block_on(async { task.await.unwrap() });
-        let leaks = leaks.lock().unwrap();
-        assert_eq!(leaks.len(), 1, "multi_thread: {multi_thread}");
-        assert_eq!(leaks[0].variables, ["leftover"]);
-        assert_eq!(leaks[0].spawned_at.line(), line);
+        let leak = leaks
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the leak is reported");
+        assert_eq!(leak.variables, ["leftover"], "multi_thread: {multi_thread}");
+        assert_eq!(leak.spawned_at.line(), line);
+        drop(runtime);
+        assert!(leaks.try_recv().is_err(), "reported once");
     }
 }
