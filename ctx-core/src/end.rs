@@ -50,6 +50,8 @@ pub trait EndWatcher: Send + Sync {
 enum Waiting {
     Callback(Box<dyn FnOnce() + Send>),
     Watcher(Weak<dyn EndWatcher>, u64),
+    /// An endable context made from this one: ends with it.
+    Child(Weak<Inner>),
 }
 
 impl Waiting {
@@ -59,6 +61,11 @@ impl Waiting {
             Waiting::Watcher(watcher, key) => {
                 if let Some(watcher) = watcher.upgrade() {
                     watcher.ended(key);
+                }
+            }
+            Waiting::Child(child) => {
+                if let Some(inner) = child.upgrade() {
+                    EndSignal { inner }.end();
                 }
             }
         }
@@ -106,12 +113,7 @@ impl Context {
             }),
         };
         if let Some(outer) = self.end_signal() {
-            let inner = Arc::downgrade(&signal.inner);
-            outer.on_end(move || {
-                if let Some(inner) = inner.upgrade() {
-                    EndSignal { inner }.end();
-                }
-            });
+            outer.wait(Waiting::Child(Arc::downgrade(&signal.inner)));
         }
         let mut context = self;
         let value: Arc<dyn Any + Send + Sync> = Arc::new(signal.clone());
@@ -121,6 +123,7 @@ impl Context {
 
     /// The [`EndSignal`] of the [endable](Context::endable) context this one was made
     /// or copied from, if any.
+    #[inline]
     pub fn end_signal(&self) -> Option<EndSignal> {
         let value = self.map.get(HIDDEN)?;
         value.downcast_ref::<EndSignal>().cloned()
@@ -128,6 +131,7 @@ impl Context {
 
     /// Whether this context was copied from an [endable](Context::endable) context that
     /// has ended.
+    #[inline]
     pub fn is_ended(&self) -> bool {
         self.map
             .get(HIDDEN)
@@ -211,7 +215,15 @@ impl EndSignal {
     fn wait(&self, waiting: Waiting) {
         let mut list = lock(&self.inner.waiting);
         match &mut *list {
-            Some(list) => list.push(waiting),
+            Some(list) => {
+                // A long-lived endable context with a layer inside (a request context
+                // per call, each made from it) would collect one entry per call: the
+                // children already gone are dropped whenever the list doubles.
+                if list.len() >= 16 && list.len().is_power_of_two() {
+                    list.retain(|w| !matches!(w, Waiting::Child(c) if c.strong_count() == 0));
+                }
+                list.push(waiting);
+            }
             None => {
                 drop(list);
                 Context::new().run(|| waiting.run());

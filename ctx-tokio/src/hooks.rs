@@ -32,9 +32,24 @@
 //! ```
 //!
 //! Task hooks are an unstable tokio API: build with `RUSTFLAGS="--cfg tokio_unstable"`
-//! and this crate's `hooks` feature (as console-subscriber requires). tokio keeps one
-//! callback of each kind per runtime, so install your own through
-//! [`TaskHooks::on_task_spawn`] and its siblings, which chain them with ctx's.
+//! (or `rustflags = ["--cfg", "tokio_unstable"]` under `[build]` in
+//! `.cargo/config.toml`; a `RUSTFLAGS` in the environment replaces that) and this
+//! crate's `hooks` feature, as console-subscriber requires. tokio keeps one callback of
+//! each kind per runtime, so install your own through [`TaskHooks::on_task_spawn`] and
+//! its siblings, which chain them with ctx's.
+//!
+//! # Setting up
+//!
+//! `#[ctx_tokio::main]`, `#[ctx_tokio::test]` and [`runtime::Builder`](crate::runtime::Builder)
+//! install `inherit` and put strict mode with it, on both flavors. The two work
+//! together: with the hooks every task has a context of its own, so a task's `set` lands
+//! there, never in its worker's; strict mode still guards the code that runs outside any
+//! task on those threads (another library's own thread-start or task hooks), and under
+//! `isolate` it turns a task that ends with values set into a report. The root future
+//! of `block_on` is not a task, and a current-thread runtime polls every task on the
+//! thread that calls `block_on`: run it with [`strict::block_on`](crate::strict::block_on)
+//! (the builder's `Runtime::block_on` does), so that the root future has a context of
+//! its own and the thread's own context stays out of reach.
 //!
 //! # Tasks that outlive their request
 //!
@@ -966,17 +981,34 @@ impl EndWatcher for Shared {
 impl Shared {
     /// On the spawner's thread, in its context.
     fn spawned(self: &Arc<Self>, meta: &TaskMeta<'_>) {
+        if let Some(audit) = &self.audit {
+            return self.spawned_audited(meta, audit);
+        }
+        let id = meta.id();
+        if self.mode == Mode::Isolate || WRAPPED.get() || TERMINATED.take() == Some(id) {
+            return;
+        }
+        self.inherit(id);
+    }
+
+    /// [`Shared::spawned`] under the audit, which sees every spawn.
+    #[cold]
+    #[inline(never)]
+    fn spawned_audited(self: &Arc<Self>, meta: &TaskMeta<'_>, audit: &Audit) {
         let id = meta.id();
         if TERMINATED.take() == Some(id) {
             return;
         }
         let wrapped = WRAPPED.get();
-        if let Some(audit) = &self.audit {
-            audit.spawned(meta, wrapped);
+        audit.spawned(meta, wrapped);
+        if self.mode == Mode::Inherit && !wrapped {
+            self.inherit(id);
         }
-        if self.mode == Mode::Isolate || wrapped {
-            return;
-        }
+    }
+
+    /// Stores what the task `id`, being spawned, inherits.
+    #[inline]
+    fn inherit(self: &Arc<Self>, id: Id) {
         let context = Context::inherited();
         if context.is_empty() {
             return;

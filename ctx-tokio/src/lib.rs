@@ -39,6 +39,10 @@
 //! future you give them with [`FutureExt::in_inherited_context`]; or, for every task of
 //! a runtime, with tokio's task hooks (the `hooks` feature: `hooks::TaskHooks`, built
 //! with `--cfg tokio_unstable`).
+//!
+//! `#[ctx_tokio::main]`, `#[ctx_tokio::test]` and [`runtime::Builder`] set a runtime up
+//! for all of this at once: strict mode (see [`strict`]) on every thread that polls
+//! tasks, the root future in a context of its own, and the task hooks when built in.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

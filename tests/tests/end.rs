@@ -99,6 +99,12 @@ fn a_nested_endable_context_ends_with_its_outer_one() {
 
 fn a_nested_endable_context() {
     let (outer, outer_end) = Context::new().endable();
+    // Children made and gone (a request context per call, inside a long-lived one):
+    // the outer signal lets go of them as it goes.
+    for _ in 0..1000 {
+        let (child, child_end) = outer.clone().endable();
+        drop((child, child_end));
+    }
     let (inner, inner_end) = outer.clone().endable();
     let (other, _other_end) = Context::new().endable();
     assert!(!inner.is_ended());
