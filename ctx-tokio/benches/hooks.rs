@@ -55,36 +55,53 @@ mod bench {
             .expect("runtime")
     }
 
-    /// The variants' runtimes: no hooks, empty hooks, `isolate`, `inherit`.
-    fn runtimes() -> [Runtime; 4] {
+    /// The variants' runtimes: no hooks, empty hooks, `isolate`, `inherit` (twice: once
+    /// for `request`, spawning from an endable context).
+    fn runtimes() -> [Runtime; 5] {
         [
             runtime(None),
             empty_hooks(),
             runtime(Some(TaskHooks::isolate())),
             runtime(Some(TaskHooks::inherit())),
+            runtime(Some(TaskHooks::inherit())),
         ]
+    }
+
+    /// Runs `f` with `ctx`, or (`endable`) with a copy made endable, as `ContextLayer`
+    /// makes a request's, and ends it after: what a request's tasks cost.
+    fn with_ctx(ctx: &Context, endable: bool, f: impl FnOnce(Context)) {
+        if endable {
+            let (ctx, end) = ctx.clone().endable();
+            f(ctx);
+            drop(end);
+        } else {
+            f(ctx.clone());
+        }
     }
 
     pub(super) fn poll(c: &mut Criterion) {
         let ctx = context_with_8();
-        let [raw, empty, isolate, inherit] = runtimes();
-        let run = |rt: &Runtime| {
-            rt.block_on(
-                async {
-                    // One spawned task: the root future gets no hooks.
-                    tokio::spawn(async {
-                        for _ in 0..black_box(POLLS) {
-                            tokio::task::yield_now().await;
-                        }
-                    })
-                    .await
-                    .expect("task");
-                }
-                .with_context(ctx.clone()),
-            );
+        let [raw, empty, isolate, inherit, request] = runtimes();
+        let run = |rt: &Runtime, endable: bool| {
+            with_ctx(&ctx, endable, |ctx| {
+                rt.block_on(
+                    async {
+                        // One spawned task: the root future gets no hooks.
+                        tokio::spawn(async {
+                            for _ in 0..black_box(POLLS) {
+                                tokio::task::yield_now().await;
+                            }
+                        })
+                        .await
+                        .expect("task");
+                    }
+                    .with_context(ctx),
+                );
+            });
         };
-        let (raw, empty) = (|| run(&raw), || run(&empty));
-        let (isolate, inherit) = (|| run(&isolate), || run(&inherit));
+        let (raw, empty) = (|| run(&raw, false), || run(&empty, false));
+        let (isolate, inherit) = (|| run(&isolate, false), || run(&inherit, false));
+        let request = || run(&request, true);
         interleaved(
             c,
             "hooks_poll",
@@ -94,26 +111,30 @@ mod bench {
                 ("empty_hooks", &empty),
                 ("isolate", &isolate),
                 ("inherit", &inherit),
+                ("inherit_request", &request),
             ],
         );
     }
 
     pub(super) fn spawn(c: &mut Criterion) {
         let ctx = context_with_8();
-        let [raw, empty, isolate, inherit] = runtimes();
-        let run = |rt: &Runtime| {
-            rt.block_on(
-                async {
-                    let handles: Vec<_> = (0..TASKS).map(|_| tokio::spawn(async {})).collect();
-                    for handle in handles {
-                        handle.await.expect("task");
+        let [raw, empty, isolate, inherit, request] = runtimes();
+        let run = |rt: &Runtime, endable: bool| {
+            with_ctx(&ctx, endable, |ctx| {
+                rt.block_on(
+                    async {
+                        let handles: Vec<_> = (0..TASKS).map(|_| tokio::spawn(async {})).collect();
+                        for handle in handles {
+                            handle.await.expect("task");
+                        }
                     }
-                }
-                .with_context(ctx.clone()),
-            );
+                    .with_context(ctx),
+                );
+            });
         };
-        let (raw, empty) = (|| run(&raw), || run(&empty));
-        let (isolate, inherit) = (|| run(&isolate), || run(&inherit));
+        let (raw, empty) = (|| run(&raw, false), || run(&empty, false));
+        let (isolate, inherit) = (|| run(&isolate, false), || run(&inherit, false));
+        let request = || run(&request, true);
         interleaved(
             c,
             "hooks_spawn",
@@ -123,6 +144,7 @@ mod bench {
                 ("empty_hooks", &empty),
                 ("isolate", &isolate),
                 ("inherit", &inherit),
+                ("inherit_request", &request),
             ],
         );
     }
@@ -139,7 +161,7 @@ mod bench {
         targets = poll
     }
 
-    // Each spawn iteration runs all four variants (100 000 tasks each): ten samples keep
+    // Each spawn iteration runs all five variants (100 000 tasks each): ten samples keep
     // the group to about a minute.
     criterion_group! {
         name = spawns;

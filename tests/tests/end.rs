@@ -235,3 +235,31 @@ impl futures_core::Stream for Pending {
         Poll::Pending
     }
 }
+
+/// Records the keys it is told.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<u64>>);
+
+impl ctx_core::EndWatcher for Recorder {
+    fn ended(&self, key: u64) {
+        assert_eq!(REQUEST_ID.get(), None, "told in an empty context");
+        self.0.lock().unwrap().push(key);
+    }
+}
+
+#[test]
+fn watchers_are_told_their_keys_at_the_end_unless_gone() {
+    fresh(|| {
+        let (request, end) = Context::new().with_value(&REQUEST_ID, 1).endable();
+        let signal = request.end_signal().unwrap();
+        let kept = Arc::new(Recorder::default());
+        let gone = Arc::new(Recorder::default());
+        signal.watch(&kept, 1);
+        signal.watch(&kept, 2);
+        signal.watch(&gone, 3);
+        drop(gone);
+        Context::clone(&request).run(|| end.end());
+        signal.watch(&kept, 4); // after the end: at once
+        assert_eq!(*kept.0.lock().unwrap(), [1, 2, 4]);
+    });
+}
