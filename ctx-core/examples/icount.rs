@@ -29,7 +29,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(op), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u32>())) else {
         eprintln!(
-            "usage: icount <get|set|get_local|current|inherited|run|sync_scope|enter|poll|bare|spawn|spawn_raw> <n>"
+            "usage: icount <get|set|set_reset|get_local|current|inherited|run|sync_scope|enter|poll|bare|spawn|spawn_raw> <n>"
         );
         std::process::exit(2);
     };
@@ -44,6 +44,7 @@ fn main() {
     let op = match op.as_str() {
         "get" => get,
         "set" => set,
+        "set_reset" => set_reset,
         "get_local" => get_local,
         "current" => current,
         "inherited" => inherited,
@@ -73,6 +74,16 @@ fn get(n: u32, last: Var, _: Var) {
 #[inline(never)]
 fn set(n: u32, last: Var, _: Var) {
     (0..n).for_each(|i| drop(black_box(last).set(u64::from(i))));
+}
+
+#[inline(never)]
+fn set_reset(n: u32, last: Var, _: Var) {
+    (0..n).for_each(|i| {
+        let token = black_box(last).set(u64::from(i));
+        black_box(last)
+            .reset(token)
+            .expect("same variable, same context");
+    });
 }
 
 #[inline(never)]

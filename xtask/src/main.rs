@@ -3,6 +3,13 @@
 //! - `ci`: formatting, lints, every test (unit, integration, doc) and docs, warnings denied.
 //! - `bench [--quick]`: runs the criterion benchmarks, prints the comparison table with
 //!   ratios against each target, and writes it into `BENCHMARKS.md`.
+//! - `bench --against REV`: the working tree's benches and `REV`'s, built apart and run
+//!   alternately, with the ratio per bench (see `against.rs`).
+//! - `icount [--bless]`: the hot paths' instruction counts against the committed
+//!   baselines (see `icount.rs`); part of `ci` where valgrind is installed.
+
+mod against;
+mod icount;
 
 use std::env;
 use std::fmt::Write as _;
@@ -14,15 +21,23 @@ fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("bench") if args.iter().any(|a| a == "--against") => {
+            against::Options::parse(&args[1..]).and_then(|options| against::run(&options))
+        }
         Some("bench") => bench(args[1..].iter().any(|a| a == "--quick")),
         Some("bench-report") => bench_report().map(|_| ()),
+        Some("icount") => icount::run(args[1..].iter().any(|a| a == "--bless")),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  ci            fmt check, clippy -D warnings, all tests, docs -D warnings\n  \
                  bench         run the benchmarks and update BENCHMARKS.md (--quick: shorter runs)\n  \
-                 bench-report  rebuild the BENCHMARKS.md table from the last bench run"
+                 bench --against REV [--rounds N] [--filter RE] [--bench PACKAGE:NAME]\n                \
+                 the working tree's benches against REV's, run alternately, with ratios\n  \
+                 bench-report  rebuild the BENCHMARKS.md table from the last bench run\n  \
+                 icount        instruction counts of the hot paths against their baselines\n                \
+                 (--bless: write the counts measured as the new baselines)"
             );
             return ExitCode::from(2);
         }
@@ -103,6 +118,18 @@ fn ci() -> Result<()> {
     let bench_once = ["--bench", "hooks", "--", "--test"];
     cargo(&[&["bench"], &hooks[..], &bench_once].concat(), &UNSTABLE)?;
     let (hooks_passed, hooks_failed) = cargo_test(&[&["test"], &hooks[..]].concat(), &UNSTABLE)?;
+    // The hot paths' instruction counts: a rise over 5 % fails.
+    if icount::available() {
+        icount::run(false)?;
+    } else if env::var_os("CI").is_some() {
+        return Err(
+            "valgrind is needed for the instruction-count check (.ci/run installs it)".into(),
+        );
+    } else {
+        eprintln!(
+            "\nskipped: the instruction-count check needs valgrind (apt-get install valgrind)"
+        );
+    }
     // Last, so that the summary closes the log.
     let (passed, failed) = cargo_test(&["test", "--workspace"], &[])?;
     let (passed, failed) = (passed + hooks_passed, failed + hooks_failed);
