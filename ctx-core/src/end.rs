@@ -125,18 +125,20 @@ impl Context {
     /// or copied from, if any.
     #[inline]
     pub fn end_signal(&self) -> Option<EndSignal> {
-        let value = self.map.get(HIDDEN)?;
-        value.downcast_ref::<EndSignal>().cloned()
+        self.signal().cloned()
     }
 
     /// Whether this context was copied from an [endable](Context::endable) context that
     /// has ended.
     #[inline]
     pub fn is_ended(&self) -> bool {
-        self.map
-            .get(HIDDEN)
-            .and_then(|value| value.downcast_ref::<EndSignal>())
-            .is_some_and(EndSignal::is_ended)
+        self.signal().is_some_and(EndSignal::is_ended)
+    }
+
+    /// The end signal this context holds, borrowed.
+    #[inline]
+    fn signal(&self) -> Option<&EndSignal> {
+        self.map.get(HIDDEN)?.downcast_ref::<EndSignal>()
     }
 
     /// The variables whose values in this context are not the very values `earlier`

@@ -167,11 +167,17 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
+    tokio::task::spawn_blocking(in_inherited_context(f))
+}
+
+/// `f` in a copy of the caller's context, for a blocking job: every blocking spawn of
+/// ctx's goes through it, so that the hooks' audit knows the job as ctx's.
+fn in_inherited_context<R>(f: impl FnOnce() -> R) -> impl FnOnce() -> R {
     let f = Context::inherited().wrap(f);
-    tokio::task::spawn_blocking(move || {
+    move || {
         let _wrapped = BlockingWrapped;
         f()
-    })
+    }
 }
 
 /// [`Runtime::block_on`], with the future running in a copy of the caller's context:
@@ -225,7 +231,7 @@ impl HandleExt for Handle {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.spawn_blocking(Context::inherited().wrap(f))
+        self.spawn_blocking(in_inherited_context(f))
     }
 
     #[track_caller]
@@ -279,7 +285,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: FnOnce() -> T + Send + 'static,
         T: Send,
     {
-        self.spawn_blocking(Context::inherited().wrap(f))
+        self.spawn_blocking(in_inherited_context(f))
     }
 }
 

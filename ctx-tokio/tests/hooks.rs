@@ -578,6 +578,13 @@ fn the_audit_reports_each_unwrapped_spawn_site_once() {
                     // Not reported: ctx's own, and plain ones from an empty context.
                     ctx_tokio::spawn(async {}).await.unwrap();
                     ctx_tokio::spawn_blocking(|| {}).await.unwrap();
+                    let handle = tokio::runtime::Handle::current();
+                    ctx_tokio::HandleExt::ctx_spawn_blocking(&handle, || {})
+                        .await
+                        .unwrap();
+                    let mut set = tokio::task::JoinSet::new();
+                    ctx_tokio::JoinSetExt::ctx_spawn_blocking(&mut set, || {});
+                    set.join_next().await.unwrap().unwrap();
                     let empty = Context::new().run(|| tokio::spawn(async {}));
                     empty.await.unwrap();
                 }
