@@ -4,11 +4,11 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use crate::current;
 use crate::error::AccessError;
 use crate::map::Map;
+use crate::value::Value;
 use crate::{ContextVar, WithContext};
 
 /// A mapping from context variables to values: PEP 567's `contextvars.Context`.
@@ -197,7 +197,7 @@ impl Context {
 
     /// The value `var` has in this context: set values only, never the variable's default.
     pub fn get<T: Send + Sync + 'static>(&self, var: &ContextVar<T>) -> Option<&T> {
-        self.map.get(var.assigned_key()?).map(crate::var::downcast)
+        self.map.get(var.assigned_key()?).map(Value::downcast)
     }
 
     /// Whether `var` has a value in this context (a default does not count).
@@ -238,7 +238,7 @@ impl Context {
                 id: leaf.id,
                 name: leaf.name,
             };
-            (info, &*leaf.value)
+            (info, leaf.value.as_any())
         })
     }
 
@@ -255,7 +255,7 @@ impl Context {
     #[must_use]
     pub fn with_value<T: Send + Sync + 'static>(mut self, var: &ContextVar<T>, value: T) -> Self {
         // The displaced value is dropped here, outside any borrow of the thread-local.
-        let _old = self.map.insert(var.key(), var.name(), Arc::new(value));
+        let _old = self.map.insert(var.key(), var.name(), Value::new(value));
         self
     }
 

@@ -48,12 +48,12 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 
 use crate::Context;
 use crate::error::AccessError;
-use crate::map::{Key, Map, Value};
+use crate::map::{Key, Map};
 use crate::observer;
+use crate::value::{Value, WeakValue};
 
 thread_local! {
     static CURRENT: RefCell<Current> = const {
@@ -109,7 +109,7 @@ struct Abandoned {
     context: u64,
     var: u32,
     /// The value the guard's set wrote: the one that, once back in place, is undone.
-    written: Weak<dyn Any + Send + Sync>,
+    written: WeakValue,
     /// What the guard would have restored.
     old: Option<Value>,
 }
@@ -257,7 +257,7 @@ impl Current {
         self.abandoned.push(Abandoned {
             context: self.context.id,
             var: var.id,
-            written: Arc::downgrade(written),
+            written: written.downgrade(),
             old,
         });
         dropped
@@ -278,11 +278,11 @@ impl Current {
     #[inline(never)]
     fn undo_abandoned_slow(&mut self, var: Key, name: &'static str) -> Vec<Value> {
         let mut displaced = Vec::new();
-        while let Some(now) = self.context.map.get_shared(var) {
+        while let Some(now) = self.context.map.get(var) {
             let found = self.abandoned.iter().position(|abandoned| {
                 abandoned.context == self.context.id
                     && abandoned.var == var.id
-                    && std::ptr::addr_eq(abandoned.written.as_ptr(), Arc::as_ptr(now))
+                    && abandoned.written.is(now)
             });
             let Some(at) = found else { break };
             let abandoned = self.abandoned.remove(at);

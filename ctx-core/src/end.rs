@@ -11,7 +11,6 @@
 //! [`ContextLayer`](crate::ContextLayer) makes every request's context endable, and
 //! ends it when the response body has been sent (or dropped).
 
-use std::any::Any;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::Context;
 use crate::map::HIDDEN;
+use crate::value::Value;
 
 /// Ends an [endable](Context::endable) context: when [`end`](ContextEnd::end) is called
 /// or the `ContextEnd` is dropped, whichever comes first.
@@ -116,8 +116,9 @@ impl Context {
             outer.wait(Waiting::Child(Arc::downgrade(&signal.inner)));
         }
         let mut context = self;
-        let value: Arc<dyn Any + Send + Sync> = Arc::new(signal.clone());
-        let _outer = context.map.insert(HIDDEN, "ctx.end", value);
+        let _outer = context
+            .map
+            .insert(HIDDEN, "ctx.end", Value::new(signal.clone()));
         (context, ContextEnd { signal })
     }
 
@@ -138,7 +139,7 @@ impl Context {
     /// The end signal this context holds, borrowed.
     #[inline]
     fn signal(&self) -> Option<&EndSignal> {
-        self.map.get(HIDDEN)?.downcast_ref::<EndSignal>()
+        self.map.get(HIDDEN)?.as_any().downcast_ref::<EndSignal>()
     }
 
     /// The variables whose values in this context are not the very values `earlier`

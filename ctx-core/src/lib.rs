@@ -60,6 +60,7 @@ mod map;
 mod spawn;
 mod stamp;
 mod token;
+mod value;
 mod var;
 
 pub mod observer;

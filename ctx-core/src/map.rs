@@ -32,17 +32,15 @@
 //! cloned whole on every write, measured 9× slower than tokio's `task_local!` on `get`
 //! with eight variables and 28× slower again at 1024; see `BENCHMARKS.md`.
 //!
-//! Values are `Arc<dyn Any + Send + Sync>`: a copy of a context shares them, and a value
-//! is dropped when the last map holding it goes. Nothing here ever drops a value: a
+//! Values are [`Value`]s, type-erased: a copy of a context shares them (small plain ones
+//! are copied), and a value is dropped when the last map holding it goes. Nothing here ever drops a value: a
 //! replaced or removed value is handed back to the caller, who drops it after releasing
 //! the thread-local borrow (user `Drop` code may read or set variables itself).
 
-use std::any::Any;
 use std::mem;
 use std::sync::{Arc, OnceLock};
 
-/// A type-erased value stored in a context.
-pub(crate) type Value = Arc<dyn Any + Send + Sync>;
+use crate::value::Value;
 
 /// Where a variable's values live: its id, and which trie (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,12 +154,12 @@ impl Map {
         };
         // A root holds at least one entry: the map is empty only if that is the hidden
         // one, and a map with more entries is told apart without a lookup.
-        root.count == 1 && root.local.is_none() && self.get_shared(HIDDEN).is_some()
+        root.count == 1 && root.local.is_none() && self.get(HIDDEN).is_some()
     }
 
     /// How many variables the map holds: its entries, less the [`HIDDEN`] one.
     pub(crate) fn len(&self) -> usize {
-        self.entries() - usize::from(self.get_shared(HIDDEN).is_some())
+        self.entries() - usize::from(self.get(HIDDEN).is_some())
     }
 
     /// How many entries the map holds, the [`HIDDEN`] one included.
@@ -188,11 +186,9 @@ impl Map {
         for (node, local) in tries {
             for leaf in Iter::over(node) {
                 let key = Key { id: leaf.id, local };
-                let same = base
-                    .get_shared(key)
-                    .is_some_and(|held| Arc::ptr_eq(held, &leaf.value));
+                let same = base.get(key).is_some_and(|held| held.same(&leaf.value));
                 if !same {
-                    changed.insert(key, leaf.name, Arc::clone(&leaf.value));
+                    changed.insert(key, leaf.name, leaf.value.clone());
                 }
             }
         }
@@ -201,13 +197,7 @@ impl Map {
 
     /// The value stored for `key`.
     #[inline]
-    pub(crate) fn get(&self, key: Key) -> Option<&(dyn Any + Send + Sync)> {
-        self.get_shared(key).map(|value| &**value)
-    }
-
-    /// The shared handle of the value stored for `key`.
-    #[inline]
-    pub(crate) fn get_shared(&self, key: Key) -> Option<&Value> {
+    pub(crate) fn get(&self, key: Key) -> Option<&Value> {
         let mut node = self.root.as_deref()?;
         if key.local {
             node = node.local.as_deref()?;
@@ -272,7 +262,7 @@ impl Map {
     /// Removes `key`, returning its value.
     pub(crate) fn remove(&mut self, key: Key) -> Option<Value> {
         // Look first, so that removing an absent key never copies a shared path.
-        self.get_shared(key)?;
+        self.get(key)?;
         let root = self.root_mut();
         let value = if key.local {
             let local = Arc::make_mut(root.local.as_mut()?);
@@ -485,7 +475,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn value(n: u64) -> Value {
-        Arc::new(n)
+        Value::new(n)
     }
 
     fn key(id: u32) -> Key {
@@ -497,7 +487,8 @@ mod tests {
     }
 
     fn read(map: &Map, key: Key) -> Option<u64> {
-        map.get(key).map(|v| *v.downcast_ref::<u64>().unwrap())
+        map.get(key)
+            .map(|v| *v.as_any().downcast_ref::<u64>().unwrap())
     }
 
     /// The model is keyed by `(local, id)`.

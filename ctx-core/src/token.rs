@@ -5,8 +5,7 @@ use std::marker::PhantomData;
 
 use crate::ContextVar;
 use crate::error::ResetError;
-use crate::map::Value;
-use crate::var::downcast;
+use crate::value::Value;
 
 /// Invariant in `T` (a covariant token could be retyped by subtyping, as
 /// `for<'a> fn(&'a u8)` to `fn(&'static u8)`, and read as the wrong type), and `Send`
@@ -75,7 +74,7 @@ impl<T: 'static> Token<T> {
     /// The value the variable had before the `set`; `None` where it was not set
     /// (PEP 567's `Token.MISSING`). A default does not count as a value.
     pub fn old_value(&self) -> Option<&T> {
-        self.old.as_deref().map(downcast)
+        self.old.as_ref().map(Value::downcast)
     }
 
     /// The name of the variable that created this token.

@@ -1,17 +1,16 @@
 //! [`ContextVar`]: a key into the current context.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::current;
 use crate::default::LazyDefault;
 use crate::error::{AccessError, ResetError};
-use crate::map::{Key, Value};
+use crate::map::Key;
 use crate::token::{ResetGuard, Token};
+use crate::value::Value;
 use crate::{Context, WithContext};
 
 /// A context variable: PEP 567's `contextvars.ContextVar`.
@@ -76,7 +75,7 @@ pub struct ContextVar<T: 'static> {
     inherit: bool,
     default: LazyDefault<T>,
     /// Invariant in `T` on purpose, not by the accident of what `default` holds:
-    /// [`downcast`] depends on it.
+    /// [`Value::downcast`] depends on it.
     _invariant: PhantomData<fn(T) -> T>,
 }
 
@@ -237,12 +236,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         // One reference count on the value, rather than holding the thread-local
         // borrowed while user code runs.
         let value = self.assigned_key().and_then(|key| {
-            current::with(|ctx| ctx.map.get_shared(key).cloned())
+            current::with(|ctx| ctx.map.get(key).cloned())
                 .ok()
                 .flatten()
         });
         match &value {
-            Some(value) => f(Some(downcast(&**value))),
+            Some(value) => f(Some(value.downcast())),
             None => f(self.default.get()),
         }
     }
@@ -264,7 +263,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// on a thread in [strict mode](crate::strict) outside any task's context.
     #[track_caller]
     pub fn set(&self, value: T) -> Token<T> {
-        match self.write(Arc::new(value)) {
+        match self.write(Value::new(value)) {
             Ok((token, _)) => token,
             Err(AccessError { .. }) => self.token_without_context(),
         }
@@ -284,7 +283,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// on a thread in [strict mode](crate::strict) outside any task's context.
     #[track_caller]
     pub fn try_set(&self, value: T) -> Result<Token<T>, AccessError> {
-        self.write(Arc::new(value)).map(|(token, _)| token)
+        self.write(Value::new(value)).map(|(token, _)| token)
     }
 
     /// The token of a `set` that found no context (the thread is exiting): no context
@@ -303,7 +302,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
                 return Err(value);
             }
             let context_id = current.prepare_write();
-            let handle = Arc::clone(&value);
+            let handle = value.clone();
             let old = current.context.map.insert(key, self.name, value);
             Ok((context_id, old, handle))
         });
@@ -343,7 +342,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// variable is still in place (see [`ResetGuard`]).
     #[track_caller]
     pub fn set_scoped(&self, value: T) -> ResetGuard<'_, T> {
-        match self.write(Arc::new(value)) {
+        match self.write(Value::new(value)) {
             Ok((token, written)) => ResetGuard::new(self, token, Some(written)),
             Err(AccessError { .. }) => ResetGuard::new(self, self.token_without_context(), None),
         }
@@ -387,8 +386,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
                 return Err((ResetError::WrongContext, old, Vec::new()));
             }
             if let Some(written) = written {
-                let now = current.context.map.get_shared(key);
-                if !now.is_some_and(|now| Arc::ptr_eq(now, written)) {
+                let now = current.context.map.get(key);
+                if !now.is_some_and(|now| now.same(written)) {
                     let dropped = match abandon {
                         true => current.abandon(key, written, old),
                         false => old.into_iter().collect(),
@@ -456,7 +455,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// As [`Context::run`].
     pub fn sync_scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
-        let _overlay = current::overlay(self.key(), self.name, Arc::new(value));
+        let _overlay = current::overlay(self.key(), self.name, Value::new(value));
         f()
     }
 
@@ -482,7 +481,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         let Some(key) = self.assigned_key() else {
             return never_written();
         };
-        current::with(|ctx| ctx.map.get(key).map(|value| downcast::<T>(value).clone()))
+        current::with(|ctx| ctx.map.get(key).map(|value| value.downcast::<T>().clone()))
     }
 
     /// This variable's key in every context's map, its id assigned on first use: for
@@ -537,41 +536,6 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 #[inline(never)]
 fn never_written<T>() -> Result<Option<T>, AccessError> {
     current::with(|_| None)
-}
-
-/// The value of a variable of type `T`, from the map entry under that variable's id.
-///
-/// The one `unsafe` block of ctx, justified by `BENCHMARKS.md` ("Why one `unsafe`"):
-/// the checked `downcast_ref` costs a virtual `type_id` call whose 16-byte result goes
-/// through memory, 2 ns of the 5.5 ns a `get` took with it.
-#[inline]
-#[expect(
-    unsafe_code,
-    reason = "skips a type check that the id discipline makes redundant"
-)]
-pub(crate) fn downcast<T: 'static>(value: &(dyn Any + Send + Sync)) -> &T {
-    debug_assert!(
-        value.is::<T>(),
-        "ctx: a context entry holds its variable's type"
-    );
-    // SAFETY: entries are keyed by variable id, and ids are unique per `ContextVar`: one
-    // is taken from a counter that never wraps (`assign_id` panics first), at most once
-    // per variable (a compare-exchange from 0), and a `ContextVar` cannot be cloned.
-    // Every insertion under a `ContextVar<T>`'s key (its id, in the trie its policy picks)
-    // stores a `T`: `write`, `sync_scope` and `Context::with_value` take a `T`; `reset`
-    // stores only the value its `Token<T>` took out of the same id (a token from another
-    // id is `WrongVar`, and `Token` is invariant in `T`, so a token cannot be retyped),
-    // leaving a `sync_scope` only what the scope took out of its own id, and undoing an
-    // abandoned guard only the old value that guard's `Token<T>` held, under its own id.
-    // All of this holds only because `ContextVar` is invariant in `T` too (its
-    // `PhantomData<fn(T) -> T>`): a covariant `&ContextVar<U>` could be used as a
-    // `&ContextVar<T>` for a supertype `T` and write a `U` where `T`s are read, or the
-    // reverse. `ContextVar`, `Token` and `ResetGuard` have `compile_fail` doctests that
-    // keep them invariant.
-    // So `value` is a `T`, and casting the data pointer of the trait object to `T`
-    // yields a valid reference with `value`'s lifetime. Every test and the property
-    // test run with the `debug_assert` above checking this.
-    unsafe { &*std::ptr::from_ref(value).cast::<T>() }
 }
 
 impl<T: 'static> fmt::Debug for ContextVar<T> {

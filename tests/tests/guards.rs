@@ -144,3 +144,32 @@ fn a_guard_dropped_inside_a_later_sync_scope_says_so() {
         assert!(message.contains("different Context"), "{message}");
     });
 }
+
+/// Small plain values are stored inline, copied rather than shared: a set is still told
+/// apart from an equal one, so guards of equal values nest as any others do.
+#[test]
+fn guards_of_equal_values_are_told_apart() {
+    fresh(|| {
+        LEVEL.set(0);
+        let outer = LEVEL.set_scoped(1);
+        let inner = LEVEL.set_scoped(1);
+        assert_eq!(
+            outer.reset(),
+            Err(ResetError::Superseded),
+            "not the outer set"
+        );
+        inner.reset().unwrap();
+        assert_eq!(
+            LEVEL.get(),
+            Some(1),
+            "the outer set is used up, its value stays"
+        );
+
+        let outer = LEVEL.set_scoped(7);
+        let inner = LEVEL.set_scoped(7);
+        let message = expect_panic(move || drop(outer));
+        assert!(message.contains("dropped while a later set"), "{message}");
+        drop(inner);
+        assert_eq!(LEVEL.get(), Some(1), "both undone, as if dropped in order");
+    });
+}

@@ -422,3 +422,92 @@ fn values_of_every_shape_read_back_through_their_own_variable() {
         assert_eq!(token.old_value().map(String::as_str), Some("text"));
     });
 }
+
+/// Values of small plain types (integers, `&'static str`, `Duration`, `Instant`, …) are
+/// stored inline, without an allocation; each reads back through every way in, and a
+/// copy of the context keeps them as they were.
+#[test]
+fn small_plain_values_read_back_every_way() {
+    use std::time::{Duration, Instant, SystemTime};
+
+    static ID: ContextVar<u64> = ContextVar::new("id");
+    static NAME: ContextVar<&'static str> = ContextVar::new("name");
+    static DEADLINE: ContextVar<Instant> = ContextVar::new("deadline");
+    static TIMEOUT: ContextVar<Duration> = ContextVar::new("timeout");
+    static AT: ContextVar<SystemTime> = ContextVar::new("at");
+    static FLAG: ContextVar<bool> = ContextVar::new("flag");
+    static RATIO: ContextVar<f64> = ContextVar::new("ratio");
+    static PARENT: ContextVar<Option<u64>> = ContextVar::new("parent");
+    static SIGN: ContextVar<char> = ContextVar::new("sign");
+    static UNIT: ContextVar<()> = ContextVar::new("unit");
+    fresh(|| {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_234_567_891);
+        ID.set(u64::MAX);
+        NAME.set("ada");
+        DEADLINE.set(deadline);
+        TIMEOUT.set(Duration::new(5, 999_999_999));
+        AT.set(at);
+        FLAG.set(true);
+        RATIO.set(-0.5);
+        PARENT.set(Some(3));
+        SIGN.set('λ');
+        UNIT.set(());
+        let snapshot = Context::current();
+        assert_eq!(ID.get(), Some(u64::MAX));
+        assert_eq!(NAME.with(|name| name.copied()), Some("ada"));
+        assert_eq!(DEADLINE.get(), Some(deadline));
+        assert_eq!(
+            TIMEOUT.get_or(Duration::ZERO),
+            Duration::new(5, 999_999_999)
+        );
+        assert_eq!(AT.try_get(), Ok(Some(at)));
+        assert_eq!(FLAG.get(), Some(true));
+        assert_eq!(RATIO.get(), Some(-0.5));
+        assert_eq!(PARENT.get(), Some(Some(3)));
+        assert_eq!(SIGN.get(), Some('λ'));
+        assert_eq!(UNIT.get(), Some(()));
+        assert_eq!(snapshot.get(&NAME), Some(&"ada"));
+        let (_, id) = snapshot.iter().find(|(var, _)| var.is(&ID)).unwrap();
+        assert_eq!(id.downcast_ref::<u64>(), Some(&u64::MAX));
+        let token = ID.set(1);
+        assert_eq!(token.old_value(), Some(&u64::MAX));
+        assert_eq!(ID.sync_scope(2, || ID.get()), Some(2));
+        assert_eq!(
+            snapshot.get(&ID),
+            Some(&u64::MAX),
+            "the copy kept its value"
+        );
+        ID.reset(token).unwrap();
+        assert_eq!(ID.get(), Some(u64::MAX));
+        let seen = snapshot.clone().run(|| {
+            ID.set(5);
+            ID.get()
+        });
+        assert_eq!(seen, Some(5));
+        assert_eq!(ID.get(), Some(u64::MAX), "a copy's set stays in the copy");
+    });
+}
+
+/// A small value that changes behind `&` (an atomic) is shared, never copied: every
+/// copy of the context sees the change.
+#[test]
+fn a_value_that_changes_behind_a_reference_is_shared_by_copies() {
+    use std::sync::atomic::AtomicU64;
+
+    static PROGRESS: ContextVar<AtomicU64> = ContextVar::new("progress");
+    fresh(|| {
+        PROGRESS.set(AtomicU64::new(10));
+        let snapshot = Context::current();
+        PROGRESS.with(|p| p.unwrap().store(90, Ordering::Relaxed));
+        let in_copy = snapshot
+            .clone()
+            .run(|| PROGRESS.with(|p| p.unwrap().load(Ordering::Relaxed)));
+        assert_eq!(in_copy, 90);
+        let spawned = ctx_core::thread::spawn(|| {
+            PROGRESS.with(|p| p.unwrap().fetch_add(1, Ordering::Relaxed))
+        });
+        assert_eq!(spawned.join().unwrap(), 90);
+        assert_eq!(snapshot.get(&PROGRESS).unwrap().load(Ordering::Relaxed), 91);
+    });
+}
