@@ -38,6 +38,7 @@
 //! the thread-local borrow (user `Drop` code may read or set variables itself).
 
 use std::mem;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::value::Value;
@@ -91,11 +92,12 @@ struct Node {
     /// At the root of a map that has `local` values only: this root without them, once
     /// a spawn asked for it. Emptied by every write to the root.
     inherited: OnceLock<Option<Arc<Node>>>,
-    /// At the root only: a number given to the root by every write, and to every root
-    /// built without its `local` trie, and never given twice (see
-    /// [`crate::Stamp`]). Copies of a map share their root and so their generation:
-    /// the same number always means the same values.
-    generation: u64,
+    /// At the root only: a number no other root is ever given, or 0 until one is asked
+    /// for (see [`crate::Stamp`]). Every write puts it back to 0, and the first
+    /// [`Map::generation`] after draws the number, so that writes, far more common than
+    /// stamps, draw none. Copies of a map share their root and so their generation: the
+    /// same number always means the same values.
+    generation: AtomicU64,
 }
 
 impl Clone for Node {
@@ -108,7 +110,7 @@ impl Clone for Node {
             slots: self.slots.clone(),
             local: self.local.clone(),
             inherited: OnceLock::new(),
-            generation: self.generation,
+            generation: AtomicU64::new(self.generation.load(Ordering::Relaxed)),
         }
     }
 }
@@ -222,7 +224,7 @@ impl Map {
     fn root_mut(&mut self) -> &mut Node {
         let root = Arc::make_mut(self.root.get_or_insert_with(|| Arc::new(Node::new())));
         root.inherited.take();
-        root.generation = next_generation();
+        *root.generation.get_mut() = 0;
         root
     }
 
@@ -294,10 +296,17 @@ impl Map {
     }
 
     /// Which values the map holds, as a number no other set of values ever has: 0 when
-    /// empty, else its root's generation (see [`Node::generation`]).
+    /// empty, else its root's generation (see [`Node::generation`]), drawn now if the
+    /// root has none yet.
     #[inline]
     pub(crate) fn generation(&self) -> u64 {
-        self.root.as_ref().map_or(0, |root| root.generation)
+        let Some(root) = &self.root else {
+            return 0;
+        };
+        match root.generation.load(Ordering::Relaxed) {
+            0 => root.draw_generation(),
+            generation => generation,
+        }
     }
 
     /// Whether both maps are the same allocation (or both empty).
@@ -329,6 +338,20 @@ impl Map {
 }
 
 impl Node {
+    /// Gives this root its generation, once: threads that ask at the same time agree on
+    /// the first number stored. Only uniqueness is at stake, so no ordering is needed.
+    #[cold]
+    fn draw_generation(&self) -> u64 {
+        let fresh = next_generation();
+        match self
+            .generation
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            Err(drawn) => drawn,
+        }
+    }
+
     fn new() -> Self {
         Node {
             index: [0; WAYS],
@@ -336,7 +359,7 @@ impl Node {
             slots: Vec::new(),
             local: None,
             inherited: OnceLock::new(),
-            generation: 0,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -346,7 +369,7 @@ impl Node {
         (self.count > 0).then(|| {
             let mut root = self.clone();
             root.local = None;
-            root.generation = next_generation();
+            *root.generation.get_mut() = 0;
             Arc::new(root)
         })
     }
@@ -678,5 +701,48 @@ mod tests {
         assert_eq!(read(&changed, local(3)), Some(3));
         assert_eq!(read(&changed, key(64)), None);
         assert!(changed.get(HIDDEN).is_none());
+    }
+
+    /// A generation is drawn on the first ask after a write, shared by copies, and
+    /// never the same for two different sets of values, nor for two roots that merely
+    /// hold equal ones.
+    #[test]
+    fn generations_are_drawn_once_per_write_and_never_twice() {
+        let mut map = Map::new();
+        assert_eq!(map.generation(), 0, "the empty map");
+        map.insert(key(1), "a", value(1));
+        let first = map.generation();
+        assert_ne!(first, 0);
+        assert_eq!(map.generation(), first, "asked again: the same number");
+        let copy = map.clone();
+        assert_eq!(copy.generation(), first, "a copy shares it");
+        map.insert(key(1), "a", value(1));
+        let second = map.generation();
+        assert_ne!(
+            second, first,
+            "a write takes it away, even of an equal value"
+        );
+        assert_eq!(
+            copy.generation(),
+            first,
+            "the copy kept its values and number"
+        );
+        let mut twin = Map::new();
+        twin.insert(key(1), "a", value(1));
+        assert!(![0, first, second].contains(&twin.generation()));
+        map.insert(local(2), "l", value(2));
+        let inherited = map.inherited();
+        assert!(![0, first, second].contains(&inherited.generation()));
+        assert_ne!(inherited.generation(), map.generation());
+        // Threads asking a shared root for the first time at once agree.
+        let mut shared = Map::new();
+        shared.insert(key(3), "c", value(3));
+        let drawn: Vec<u64> = std::thread::scope(|scope| {
+            let asks: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| shared.generation()))
+                .collect();
+            asks.into_iter().map(|ask| ask.join().unwrap()).collect()
+        });
+        assert!(drawn.iter().all(|&g| g == drawn[0] && g != 0), "{drawn:?}");
     }
 }

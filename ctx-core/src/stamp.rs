@@ -31,9 +31,10 @@ use crate::current;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Stamp {
-    /// The map's generation: 0 when empty, else a number its root was given by the last
-    /// write to it, which no other root is ever given. Copies share the root, and with
-    /// it the number; a write (in place or into a copy) gives the root a new one.
+    /// The map's generation: 0 when empty, else a number its root was given after the
+    /// last write to it (on the first stamp since), which no other root is ever given.
+    /// Copies share the root, and with it the number; a write (in place or into a copy)
+    /// takes it away, and the next stamp draws a new one.
     generation: u64,
 }
 

@@ -367,6 +367,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// that value (for [`ResetGuard`], whose sets nest). With `abandon` too, a reset
     /// refused because a later set is still in place is remembered instead (see
     /// [`Current::abandon`](crate::current::Current::abandon)).
+    #[inline]
     pub(crate) fn reset_checked(
         &self,
         token: Token<T>,
