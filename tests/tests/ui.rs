@@ -1,8 +1,10 @@
 //! Misuse of the macros gives clear, spanned compile errors.
 //!
 //! The expected `.stderr` files are checked against one toolchain, [`PINNED`]: compiler
-//! messages change between releases. On another toolchain these tests report themselves
-//! skipped (set `CTX_UI_TESTS=1` to run them anyway, `TRYBUILD=overwrite` to re-bless).
+//! messages change between releases. `rust-toolchain.toml` pins the same one, so a
+//! build in the repository uses it, and CI (`.ci/run` sets `CTX_UI_TESTS=1`) never skips
+//! them. On another toolchain these tests report themselves skipped (set
+//! `CTX_UI_TESTS=1` to run them anyway, `TRYBUILD=overwrite` to re-bless).
 
 use std::process::Command;
 
@@ -23,4 +25,14 @@ fn macro_misuse_is_a_spanned_compile_error() {
         return;
     }
     trybuild::TestCases::new().compile_fail("ui/*.rs");
+}
+
+/// The toolchain the repository pins is the one the `.stderr` files were blessed on.
+#[test]
+fn the_pinned_toolchain_is_the_blessed_one() {
+    let toolchain = include_str!("../../rust-toolchain.toml");
+    assert!(
+        toolchain.contains(&format!("channel = \"{PINNED}\"")),
+        "rust-toolchain.toml and PINNED disagree: re-bless the UI tests on the new toolchain"
+    );
 }

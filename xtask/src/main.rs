@@ -7,9 +7,12 @@
 //!   alternately, with the ratio per bench (see `against.rs`).
 //! - `icount [--bless]`: the hot paths' instruction counts against the committed
 //!   baselines (see `icount.rs`); part of `ci` where valgrind is installed.
+//! - `release-check`: the published libraries on their declared minimum Rust, ctx-core
+//!   on wasm, and docs built as docs.rs does (see `release.rs`); part of `ci`.
 
 mod against;
 mod icount;
+mod release;
 
 use std::env;
 use std::fmt::Write as _;
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(args[1..].iter().any(|a| a == "--quick")),
         Some("bench-report") => bench_report().map(|_| ()),
         Some("icount") => icount::run(args[1..].iter().any(|a| a == "--bless")),
+        Some("release-check") => release::run(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -37,7 +41,9 @@ fn main() -> ExitCode {
                  the working tree's benches against REV's, run alternately, with ratios\n  \
                  bench-report  rebuild the BENCHMARKS.md table from the last bench run\n  \
                  icount        instruction counts of the hot paths against their baselines\n                \
-                 (--bless: write the counts measured as the new baselines)"
+                 (--bless: write the counts measured as the new baselines)\n  \
+                 release-check the libraries on their minimum Rust, ctx-core on wasm, docs as\n                \
+                 docs.rs builds them (also run by ci)"
             );
             return ExitCode::from(2);
         }
@@ -70,8 +76,14 @@ fn cargo_command(args: &[&str]) -> Command {
 
 /// Runs `cargo args…`, failing on a non-zero exit.
 fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
-    let status = cargo_command(args)
-        .envs(envs.iter().copied())
+    let mut command = cargo_command(args);
+    command.envs(envs.iter().copied());
+    run_checked(command, args)
+}
+
+/// Runs a cargo `command` made with `args`, failing on a non-zero exit.
+fn run_checked(mut command: Command, args: &[&str]) -> Result<()> {
+    let status = command
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() {
@@ -104,6 +116,8 @@ fn ci() -> Result<()> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    // The libraries on their minimum Rust, the core on wasm, docs as docs.rs builds them.
+    release::run()?;
     // Run each benchmark once, so that a broken bench fails CI.
     for (package, name) in BENCHES {
         cargo(
