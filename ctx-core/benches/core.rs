@@ -11,10 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-#[path = "support/yields.rs"]
-mod yields;
+use ctx_bench_support::{Yields, drive};
 use ctx_core::{Context, ContextVar, FutureExt};
-use yields::{Yields, drive};
 
 const SIZES: [usize; 4] = [1, 8, 64, 1024];
 

@@ -9,9 +9,7 @@ use std::hint::black_box;
 
 use ctx_core::{Context, ContextVar, FutureExt};
 
-#[path = "../benches/support/yields.rs"]
-mod yields;
-use yields::{Yields, drive};
+use ctx_bench_support::{Yields, drive};
 
 fn spawn_and_join(n: u32, spawn: impl Fn() -> tokio::task::JoinHandle<()>) {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -13,9 +13,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::context::FutureExt as OtelFutureExt;
 
-#[path = "../../ctx-core/benches/support/yields.rs"]
-mod yields;
-use yields::{Yields, drive};
+use ctx_bench_support::{Yields, drive};
 
 const POLLS: u32 = 1000;
 

@@ -10,17 +10,13 @@
 //! (in a target directory of its own: `--target-dir target/unstable`).
 
 #[cfg(all(feature = "hooks", tokio_unstable))]
-#[path = "../../ctx-core/benches/support/interleaved.rs"]
-mod interleaved;
-
-#[cfg(all(feature = "hooks", tokio_unstable))]
 mod bench {
     use std::hint::black_box;
     use std::time::Duration;
 
     use criterion::{Criterion, criterion_group};
 
-    use super::interleaved::interleaved;
+    use ctx_bench_support::interleaved;
     use ctx_tokio::hooks::TaskHooks;
     use ctx_tokio::{Context, ContextVar, FutureExt};
     use tokio::runtime::{Builder, Runtime};

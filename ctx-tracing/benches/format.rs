@@ -7,16 +7,13 @@
 //! event), and the variants run interleaved (see `interleaved.rs`): a few percent is all
 //! that separates them, and sequential runs on a shared machine drift by more.
 
-#[path = "../../ctx-core/benches/support/interleaved.rs"]
-mod interleaved;
-
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ctx_bench_support::interleaved;
 use ctx_core::{Context, ContextVar};
 use ctx_tracing::ContextFields;
-use interleaved::interleaved;
 use tracing::Dispatch;
 
 static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");

@@ -15,10 +15,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-#[path = "../../ctx-core/benches/support/interleaved.rs"]
-mod interleaved;
+use ctx_bench_support::interleaved;
 use ctx_core::{Context, ContextVar};
-use interleaved::interleaved;
 
 const TASKS: usize = 100_000;
 

@@ -1,5 +1,6 @@
-//! Variants benchmarked side by side, in rotating order: shared by the spawn benches
-//! (`tests/benches/spawn.rs`, `ctx-tokio/benches/hooks.rs`).
+//! Variants benchmarked side by side, in rotating order: shared by the spawn, hooks and
+//! log-line benches (`tests/benches/spawn.rs`, `ctx-tokio/benches/hooks.rs`,
+//! `ctx-tracing/benches/format.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use criterion::Criterion;
 /// their ratios hold even when absolute times move.
 ///
 /// Each run performs `batch` operations; times are reported per operation.
-pub(crate) fn interleaved(c: &mut Criterion, group: &str, batch: u32, runs: &[(&str, &dyn Fn())]) {
+pub fn interleaved(c: &mut Criterion, group: &str, batch: u32, runs: &[(&str, &dyn Fn())]) {
     let mut group = c.benchmark_group(group);
     for (own, (name, _)) in runs.iter().enumerate() {
         group.bench_function(*name, |b| {
