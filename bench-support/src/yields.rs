@@ -1,5 +1,5 @@
 //! A future that yields a given number of times, and a loop that drives it: the poll
-//! benchmarks' workload, shared by ctx-core's and ctx-opentelemetry's benches and
+//! benchmarks' workload, shared by ctx-vars' and ctx-opentelemetry's benches and
 //! instruction-count harnesses.
 
 use std::future::Future;

@@ -5,7 +5,7 @@
 //! deliberately thin, for code that still runs on it. The functions mirror async-std's
 //! names and signatures, so switching is a path change: `async_std::task::spawn` →
 //! `ctx_async_std::task::spawn`. Each captures [`Context::inherited`] *at the call*; the
-//! task runs in that copy. Everything from `ctx-core` is re-exported.
+//! task runs in that copy. Everything from `ctx-vars` is re-exported.
 //!
 //! ```
 //! use ctx_async_std::context_var;
@@ -32,7 +32,7 @@ use std::io;
 
 use async_std::task::JoinHandle;
 
-pub use ctx_core::*;
+pub use ctx_vars::*;
 
 /// [`async_std::task::spawn`], with the task running in a copy of the caller's context.
 pub fn spawn<F, T>(future: F) -> JoinHandle<T>

@@ -1,4 +1,4 @@
-//! ctx-core against its peers, side by side in one run.
+//! ctx-vars against its peers, side by side in one run.
 //!
 //! Run with `cargo xtask bench`, which also prints the ratios against the targets and
 //! writes them into BENCHMARKS.md. Peers: a `thread_local!` `Cell`, tokio's
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ctx_bench_support::{Yields, drive};
-use ctx_core::{Context, ContextVar, FutureExt};
+use ctx_vars::{Context, ContextVar, FutureExt};
 
 const SIZES: [usize; 4] = [1, 8, 64, 1024];
 

@@ -1,14 +1,14 @@
-//! A tour of ctx-core: set/get, tokens, copies, `run`, and tasks that each keep their
+//! A tour of ctx-vars: set/get, tokens, copies, `run`, and tasks that each keep their
 //! own values. Runs on std alone (a ten-line round-robin executor stands in for a
 //! runtime; the adapter crates do this for tokio, async-std and smol).
 //!
-//! `cargo run -p ctx-core --example demo`
+//! `cargo run -p ctx-vars --example demo`
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use ctx_core::{Context, FutureExt, context_var, copy_context, with_context};
+use ctx_vars::{Context, FutureExt, context_var, copy_context, with_context};
 
 #[context_var]
 static USER: String;
@@ -71,9 +71,9 @@ fn main() {
     println!("creator still sees REQUEST_ID = {:?}", REQUEST_ID.get());
 
     println!("\n== a thread inherits a copy; a plain std thread starts empty");
-    let inherited = ctx_core::thread::spawn(|| USER.get()).join().unwrap();
+    let inherited = ctx_vars::thread::spawn(|| USER.get()).join().unwrap();
     let plain = std::thread::spawn(|| USER.get()).join().unwrap();
-    println!("ctx_core::thread::spawn sees {inherited:?}; std::thread::spawn sees {plain:?}");
+    println!("ctx_vars::thread::spawn sees {inherited:?}; std::thread::spawn sees {plain:?}");
 
     println!("\n== a scope for one call");
     let inner = LEVEL.sync_scope(0, || LEVEL.get());

@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 
-use ctx_core::{Context, ContextVar, FutureExt};
+use ctx_vars::{Context, ContextVar, FutureExt};
 
 use ctx_bench_support::{Yields, drive};
 

@@ -24,7 +24,7 @@ use crate::{ContextVar, WithContext};
 /// accepted only by the context it was created in, and a clone is a different context.
 ///
 /// ```
-/// use ctx_core::{Context, ContextVar};
+/// use ctx_vars::{Context, ContextVar};
 ///
 /// static USER: ContextVar<String> = ContextVar::new("user");
 ///
@@ -85,7 +85,7 @@ impl Context {
     /// the thread is exiting this is an empty context.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
     /// static TRANSACTION: ContextVar<u64> = ContextVar::new("tx").inherit(false);
@@ -125,7 +125,7 @@ impl Context {
     /// it can be reset in it.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static N: ContextVar<u32> = ContextVar::new("n");
     ///
@@ -168,7 +168,7 @@ impl Context {
     /// dropped, and `leave` gives back an empty one.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static STEP: ContextVar<u32> = ContextVar::new("step");
     ///
@@ -220,7 +220,7 @@ impl Context {
     /// stable) order.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static A: ContextVar<u8> = ContextVar::new("a");
     /// static B: ContextVar<&str> = ContextVar::new("b");
@@ -245,7 +245,7 @@ impl Context {
     /// This context with `var` set to `value`: a builder for spawning with values.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static REQUEST: ContextVar<u64> = ContextVar::new("request");
     ///
@@ -262,7 +262,7 @@ impl Context {
     /// This context without `var`: a builder for what a job or task should not carry.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static USER: ContextVar<&str> = ContextVar::new("user");
     /// static SESSION: ContextVar<u64> = ContextVar::new("session");
@@ -285,7 +285,7 @@ impl Context {
     /// happens with `self` current.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
     /// #     let mut f = std::pin::pin!(f);
     /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -307,7 +307,7 @@ impl Context {
     /// `loop.call_soon(ctx.run, f)` for callback-style APIs.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static USER: ContextVar<&str> = ContextVar::new("user");
     ///

@@ -94,7 +94,7 @@ impl Context {
     /// ends.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
     ///
@@ -148,7 +148,7 @@ impl Context {
     /// is absent from both. The result is a new context (its tokens are its own).
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
     /// static CONNECTION: ContextVar<u32> = ContextVar::new("connection");

@@ -107,7 +107,7 @@ impl<F> WithContext<F> {
     /// call returns an empty context.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar, FutureExt};
+    /// use ctx_vars::{Context, ContextVar, FutureExt};
     /// # fn block_on<F: std::future::Future + Unpin>(f: &mut F) -> F::Output {
     /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     /// #     loop { if let std::task::Poll::Ready(v) = std::pin::Pin::new(&mut *f).poll(&mut cx) { return v; } }
@@ -254,7 +254,7 @@ impl<F: fmt::Debug> fmt::Debug for WithContext<F> {
 /// `fut.in_current_context()`.
 ///
 /// ```
-/// use ctx_core::{Context, ContextVar, FutureExt};
+/// use ctx_vars::{Context, ContextVar, FutureExt};
 /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     let mut f = std::pin::pin!(f);
 /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

@@ -44,7 +44,7 @@ use crate::{Context, ContextEnd, WithContext};
 /// # use std::convert::Infallible;
 /// # use std::future::Future;
 /// # use std::task::{Context as Cx, Poll};
-/// use ctx_core::{ContextLayer, context_var};
+/// use ctx_vars::{ContextLayer, context_var};
 /// use http::{Request, Response};
 /// use tower_layer::Layer;
 /// use tower_service::Service;
@@ -85,7 +85,7 @@ use crate::{Context, ContextEnd, WithContext};
 ///
 /// ```no_run
 /// use axum::{Router, extract::Request, routing::get};
-/// use ctx_core::{ContextLayer, context_var};
+/// use ctx_vars::{ContextLayer, context_var};
 ///
 /// #[context_var]
 /// static USER: String;
@@ -117,7 +117,7 @@ use crate::{Context, ContextEnd, WithContext};
 /// fn main() -> std::io::Result<()> {
 ///     let runtime = tokio::runtime::Builder::new_multi_thread()
 ///         .enable_all()
-///         .on_thread_start(ctx_core::strict::enable)
+///         .on_thread_start(ctx_vars::strict::enable)
 ///         .build()?;
 ///     runtime.block_on(async {
 ///         let app = Router::new()

@@ -8,7 +8,7 @@
 //! creator or to its siblings.
 //!
 //! ```
-//! use ctx_core::{Context, ContextVar, FutureExt};
+//! use ctx_vars::{Context, ContextVar, FutureExt};
 //! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 //! #     let mut f = std::pin::pin!(f);
 //! #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

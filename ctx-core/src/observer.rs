@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::cell::Cell;
-//! use ctx_core::{Context, ContextVar, observer::{self, Observer}};
+//! use ctx_vars::{Context, ContextVar, observer::{self, Observer}};
 //!
 //! static USER: ContextVar<&str> = ContextVar::new("user");
 //!

@@ -13,7 +13,7 @@ use crate::FutureExt;
 /// spawn).
 ///
 /// ```
-/// use ctx_core::{Context, ContextSpawn, ContextVar};
+/// use ctx_vars::{Context, ContextSpawn, ContextVar};
 /// use futures_executor::LocalPool;
 /// use futures_task::LocalSpawn;
 ///

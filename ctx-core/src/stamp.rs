@@ -17,7 +17,7 @@ use crate::current;
 /// no longer matches.
 ///
 /// ```
-/// use ctx_core::{Context, ContextVar};
+/// use ctx_vars::{Context, ContextVar};
 ///
 /// static USER: ContextVar<String> = ContextVar::new("user");
 ///

@@ -8,11 +8,11 @@
 //! A thread in strict mode refuses such a `set` with a panic that names the fix, so the
 //! leak shows up in tests instead of in production. Turn it on for a runtime's worker
 //! threads (the adapters offer a one-line hook, such as tokio's
-//! `Builder::on_thread_start(ctx_core::strict::enable)`), not for threads whose own
+//! `Builder::on_thread_start(ctx_vars::strict::enable)`), not for threads whose own
 //! context is meant to be set, such as `main`.
 //!
 //! ```
-//! use ctx_core::{Context, ContextVar, strict};
+//! use ctx_vars::{Context, ContextVar, strict};
 //!
 //! static USER: ContextVar<&str> = ContextVar::new("user");
 //!
@@ -60,7 +60,7 @@ pub fn is_enabled() -> bool {
 /// future you drive a context of its own, as `ctx_tokio::strict::block_on` does:
 ///
 /// ```
-/// use ctx_core::{Context, ContextVar, FutureExt, strict};
+/// use ctx_vars::{Context, ContextVar, FutureExt, strict};
 /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     let mut f = std::pin::pin!(f);
 /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());

@@ -14,12 +14,12 @@ use crate::Context;
 /// [`inherit(false)`](crate::ContextVar::inherit)).
 ///
 /// ```
-/// use ctx_core::{Context, ContextVar};
+/// use ctx_vars::{Context, ContextVar};
 ///
 /// static USER: ContextVar<&str> = ContextVar::new("user");
 /// # Context::new().run(|| {
 /// USER.set("ada");
-/// let seen = ctx_core::thread::spawn(|| {
+/// let seen = ctx_vars::thread::spawn(|| {
 ///     let seen = USER.get();
 ///     USER.set("grace"); // stays in the thread
 ///     seen
@@ -61,13 +61,13 @@ where
 /// caller's current context.
 ///
 /// ```
-/// use ctx_core::{Context, ContextVar};
+/// use ctx_vars::{Context, ContextVar};
 ///
 /// static USER: ContextVar<&str> = ContextVar::new("user");
 /// # Context::new().run(|| {
 /// USER.set("ada");
 /// std::thread::scope(|s| {
-///     let child = ctx_core::thread::spawn_scoped(s, || USER.get());
+///     let child = ctx_vars::thread::spawn_scoped(s, || USER.get());
 ///     assert_eq!(child.join().unwrap(), Some("ada"));
 /// });
 /// # });

@@ -24,7 +24,7 @@ type Invariant<T> = PhantomData<(T, fn(T) -> T)>;
 /// `for<'a> fn(&'a u8)` to `fn(&'static u8)`) and its old value read as the wrong type.
 ///
 /// ```compile_fail
-/// use ctx_core::Token;
+/// use ctx_vars::Token;
 ///
 /// fn retype(token: Token<for<'a> fn(&'a u8)>) -> Token<fn(&'static u8)> {
 ///     token
@@ -122,7 +122,7 @@ impl<T> fmt::Debug for Token<T> {
 /// retyped by subtyping, and reset a variable with a value of another type.
 ///
 /// ```compile_fail
-/// use ctx_core::ResetGuard;
+/// use ctx_vars::ResetGuard;
 ///
 /// fn retype<'g>(
 ///     guard: ResetGuard<'g, for<'a> fn(&'a u8)>,

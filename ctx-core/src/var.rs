@@ -20,7 +20,7 @@ use crate::{Context, WithContext};
 /// copy of its creator's values; its own [`set`](ContextVar::set)s never leak back.
 ///
 /// ```
-/// use ctx_core::{Context, ContextVar};
+/// use ctx_vars::{Context, ContextVar};
 ///
 /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
 /// static LEVEL: ContextVar<u32> = ContextVar::with_default("level", || 3);
@@ -59,7 +59,7 @@ use crate::{Context, WithContext};
 /// and reads would disagree on what its values are.
 ///
 /// ```compile_fail
-/// use ctx_core::ContextVar;
+/// use ctx_vars::ContextVar;
 ///
 /// fn retype<'v>(
 ///     var: &'v ContextVar<for<'a> fn(&'a u8)>,
@@ -107,10 +107,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// on one thread or across several: builders that read each other never deadlock.
     ///
     /// ```
-    /// use ctx_core::ContextVar;
+    /// use ctx_vars::ContextVar;
     ///
     /// static RETRIES: ContextVar<u32> = ContextVar::with_default("retries", || 3);
-    /// # ctx_core::Context::new().run(|| {
+    /// # ctx_vars::Context::new().run(|| {
     /// assert_eq!(RETRIES.get(), Some(3));
     /// # });
     /// ```
@@ -129,14 +129,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// still sees it. `#[context_var(inherit = false)]` is the same.
     ///
     /// ```
-    /// use ctx_core::{Context, ContextVar};
+    /// use ctx_vars::{Context, ContextVar};
     ///
     /// static TRANSACTION: ContextVar<u64> = ContextVar::new("tx").inherit(false);
     ///
     /// # Context::new().run(|| {
     /// TRANSACTION.set(42);
     /// assert_eq!(TRANSACTION.get(), Some(42));
-    /// let seen = ctx_core::thread::spawn(|| TRANSACTION.get()).join().unwrap();
+    /// let seen = ctx_vars::thread::spawn(|| TRANSACTION.get()).join().unwrap();
     /// assert_eq!(seen, None); // a spawned thread starts without it
     /// # });
     /// ```
@@ -185,10 +185,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// The explicit `fallback` wins over the variable's own default.
     ///
     /// ```
-    /// use ctx_core::ContextVar;
+    /// use ctx_vars::ContextVar;
     ///
     /// static LEVEL: ContextVar<u32> = ContextVar::with_default("level", || 3);
-    /// # ctx_core::Context::new().run(|| {
+    /// # ctx_vars::Context::new().run(|| {
     /// assert_eq!(LEVEL.get_or(9), 9);
     /// LEVEL.set(1);
     /// assert_eq!(LEVEL.get_or(9), 1);
@@ -224,10 +224,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// cheaper.
     ///
     /// ```
-    /// use ctx_core::ContextVar;
+    /// use ctx_vars::ContextVar;
     ///
     /// static NAMES: ContextVar<Vec<String>> = ContextVar::new("names");
-    /// # ctx_core::Context::new().run(|| {
+    /// # ctx_vars::Context::new().run(|| {
     /// NAMES.set(vec!["ada".into(), "grace".into()]);
     /// assert_eq!(NAMES.with(|names| names.map_or(0, Vec::len)), 2);
     /// # });
@@ -323,10 +323,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// `with var.set(value):` (Python 3.14).
     ///
     /// ```
-    /// use ctx_core::ContextVar;
+    /// use ctx_vars::ContextVar;
     ///
     /// static USER: ContextVar<&str> = ContextVar::new("user");
-    /// # ctx_core::Context::new().run(|| {
+    /// # ctx_vars::Context::new().run(|| {
     /// {
     ///     let _user = USER.set_scoped("ada");
     ///     assert_eq!(USER.get(), Some("ada"));
@@ -410,7 +410,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// variable set to `value`. Sets inside `fut` stay inside it.
     ///
     /// ```
-    /// use ctx_core::ContextVar;
+    /// use ctx_vars::ContextVar;
     /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
     /// #     let mut f = std::pin::pin!(f);
     /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -418,7 +418,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// # }
     ///
     /// static USER: ContextVar<&str> = ContextVar::new("user");
-    /// # ctx_core::Context::new().run(|| {
+    /// # ctx_vars::Context::new().run(|| {
     /// let fut = USER.scope("ada", async {
     ///     USER.set("grace");
     ///     USER.get()
@@ -439,10 +439,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// the map is copied only if `f` itself sets a variable.
     ///
     /// ```
-    /// use ctx_core::ContextVar;
+    /// use ctx_vars::ContextVar;
     ///
     /// static USER: ContextVar<&str> = ContextVar::new("user");
-    /// # ctx_core::Context::new().run(|| {
+    /// # ctx_vars::Context::new().run(|| {
     /// let seen = USER.sync_scope("ada", || USER.get());
     /// assert_eq!(seen, Some("ada"));
     /// assert_eq!(USER.get(), None);

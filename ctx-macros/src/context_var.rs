@@ -45,8 +45,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 
     // The variable is declared even when an argument was wrong, so that its uses
     // compile and the user sees only the error above.
+    let (krate, missing) = args::krate(args.krate.as_ref());
+    errors.extend(missing);
     let expansion = if type_is_valid {
-        item.expand(&args)
+        item.expand(&args, &krate)
     } else {
         TokenStream::new()
     };
@@ -212,7 +214,7 @@ fn not_a_static(input: ParseStream<'_>) -> syn::Error {
 }
 
 impl StaticItem {
-    fn expand(&self, args: &Args) -> TokenStream {
+    fn expand(&self, args: &Args, krate: &TokenStream) -> TokenStream {
         let StaticItem {
             attrs,
             vis,
@@ -222,7 +224,6 @@ impl StaticItem {
             default,
             ..
         } = self;
-        let krate = args::krate(args.krate.as_ref());
         let name = match &args.name {
             Some(name) => name.to_token_stream(),
             None => LitStr::new(&ident.unraw().to_string(), ident.span()).to_token_stream(),

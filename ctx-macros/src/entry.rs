@@ -167,10 +167,8 @@ fn generate(args: &Args, function: ItemFn, kind: Kind) -> syn::Result<TokenStrea
             "a test function takes no arguments",
         ));
     }
-    let krate = match &args.krate {
-        Some(path) => quote!(#path),
-        None => quote!(::ctx_tokio),
-    };
+    let (krate, missing) = crate::args::tokio_krate(args.krate.as_ref());
+    let missing = missing.map(|error| error.to_compile_error());
     let output = match &sig.output {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => quote!(#ty),
@@ -198,6 +196,7 @@ fn generate(args: &Args, function: ItemFn, kind: Kind) -> syn::Result<TokenStrea
         #krate::Context::new().run(|| runtime.block_on(body))
     };
     Ok(quote! {
+        #missing
         #test_attr
         #(#attrs)*
         #vis #sig {

@@ -1,7 +1,17 @@
 //! Attribute macros for ctx: `#[context_var]` and `#[with_context]`.
 //!
-//! Use them through `ctx-core` (feature `macros`, on by default) or an adapter crate,
-//! which re-export them. Each macro parses its input, validates it, then expands; every
+//! Use them through `ctx-vars` (feature `macros`, on by default) or an adapter crate,
+//! which re-export them.
+//!
+//! The code they expand to names ctx-vars' items through the crate the calling package
+//! depends on, found in its `Cargo.toml`: ctx-vars, else `ctx-tokio`, `ctx-async-std` or
+//! `ctx-smol`, under the name the manifest gives it (a rename, or one inherited from
+//! `[workspace.dependencies]`). A normal dependency wins over a dev-dependency, which the
+//! library's own code cannot see; build-dependencies do not count. A package that reaches
+//! ctx through a crate of its own says where with `crate = path`; one that depends on
+//! none of them gets a compile error saying so.
+//!
+//! Each macro parses its input, validates it, then expands; every
 //! error is a spanned compile error, emitted beside the original item (or the closest
 //! valid expansion) so that the user sees one error rather than a cascade.
 
@@ -10,6 +20,7 @@
 mod args;
 mod context_var;
 mod entry;
+mod manifest;
 mod with_context;
 
 use proc_macro::TokenStream;
@@ -17,7 +28,7 @@ use proc_macro::TokenStream;
 /// Declares a context variable: the `static` becomes a `ContextVar<Type>`.
 ///
 /// ```
-/// use ctx_core::context_var;
+/// use ctx_vars::context_var;
 ///
 /// /// The signed-in user, if any.
 /// #[context_var]
@@ -36,7 +47,7 @@ use proc_macro::TokenStream;
 /// #[context_var(inherit = false)]
 /// static TRANSACTION: u64;
 ///
-/// # ctx_core::Context::new().run(|| {
+/// # ctx_vars::Context::new().run(|| {
 /// assert_eq!(USER.get(), None);
 /// assert_eq!(LEVEL.get(), Some(3));
 /// assert_eq!(TAGS.with(|tags| tags.map(Vec::len)), Some(1));
@@ -57,8 +68,9 @@ use proc_macro::TokenStream;
 /// - `name = "..."`: the variable's name (default: the identifier).
 /// - `inherit = false`: the value is local to its task: tasks, threads and blocking jobs
 ///   spawned from it start without it (see `ContextVar::inherit`). Default: `true`.
-/// - `crate = path`: where to find ctx-core, for a renamed dependency or a crate that
-///   re-exports it (`#[context_var(crate = ctx_tokio)]`).
+/// - `crate = path`: where to find ctx-vars' items, for a crate that re-exports them
+///   (`#[context_var(crate = my_platform::ctx)]`). Without it, the calling package's
+///   manifest says (see the [crate docs](crate)).
 ///
 /// # Errors
 ///
@@ -79,7 +91,7 @@ pub fn context_var(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `Context::run`.
 ///
 /// ```
-/// use ctx_core::{context_var, with_context};
+/// use ctx_vars::{context_var, with_context};
 /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     let mut f = std::pin::pin!(f);
 /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -112,7 +124,7 @@ pub fn context_var(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     LEVEL.get()
 /// }
 ///
-/// # ctx_core::Context::new().run(|| {
+/// # ctx_vars::Context::new().run(|| {
 /// USER.set("caller".to_string());
 /// let fut = handle(Request { user: "ada".into() }); // context captured here
 /// assert_eq!(block_on(fut).as_deref(), Some("ada"));
@@ -132,7 +144,7 @@ pub fn context_var(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Arguments
 ///
 /// - `VAR = expr`, any number: the copy starts with `VAR` set to `expr`.
-/// - `crate = path`: where to find ctx-core (see [`context_var`](macro@context_var)).
+/// - `crate = path`: where to find ctx-vars (see [`context_var`](macro@context_var)).
 ///
 /// # Errors
 ///

@@ -120,7 +120,8 @@ impl Args {
     }
 
     fn expand(&self, function: ItemFn) -> TokenStream {
-        let krate = args::krate(self.krate.as_ref());
+        let (krate, missing) = args::krate(self.krate.as_ref());
+        let missing = missing.map(|error| error.to_compile_error());
         // Hygienic: the user's code cannot see or shadow this name.
         let ctx = syn::Ident::new("__ctx", Span::mixed_site());
         // Evaluated at the call, in the caller's context.
@@ -133,11 +134,12 @@ impl Args {
             let #ctx = #krate::__private::Context::current();
             #(#presets)*
         };
-        if function.sig.asyncness.is_some() {
+        let expansion = if function.sig.asyncness.is_some() {
             expand_async(function, &krate, &ctx, &capture)
         } else {
             expand_sync(function, &krate, &ctx, &capture)
-        }
+        };
+        quote!(#missing #expansion)
     }
 }
 

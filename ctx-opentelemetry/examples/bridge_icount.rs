@@ -8,7 +8,7 @@
 //! (one stored). The cost of a poll is the difference between the counts for two `n`s,
 //! divided by the difference of the `n`s.
 
-use ctx_core::{Context, FutureExt};
+use ctx_vars::{Context, FutureExt};
 use opentelemetry::KeyValue;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::context::FutureExt as OtelFutureExt;

@@ -6,12 +6,12 @@
 //! OpenTelemetry keeps its current context per thread, attached and detached by guards;
 //! a task that moves between worker threads, or that a library spawns, leaves it behind.
 //! ctx's context already goes wherever the work goes. Once [`install`]ed, the bridge, a
-//! [context observer](ctx_core::observer), attaches the OpenTelemetry context held by
+//! [context observer](ctx_vars::observer), attaches the OpenTelemetry context held by
 //! each ctx context it is entered (each `run`, each poll of a ctx-wrapped future) and
 //! detaches it when the context is left:
 //!
 //! ```
-//! use ctx_core::Context;
+//! use ctx_vars::Context;
 //! use opentelemetry::baggage::BaggageExt;
 //! use opentelemetry::KeyValue;
 //!
@@ -20,7 +20,7 @@
 //!     let otel = opentelemetry::Context::new().with_baggage([KeyValue::new("tenant", "acme")]);
 //!     ctx_opentelemetry::bridge::set(otel);
 //!     // A thread, a task: wherever the ctx context is copied to.
-//!     ctx_core::thread::spawn(|| {
+//!     ctx_vars::thread::spawn(|| {
 //!         let current = opentelemetry::Context::current();
 //!         assert_eq!(current.baggage().get("tenant").unwrap().as_str(), "acme");
 //!     })
@@ -35,8 +35,8 @@
 use std::cell::{Cell, RefCell};
 use std::sync::OnceLock;
 
-use ctx_core::ContextVar;
-use ctx_core::observer::{self, Observer};
+use ctx_vars::ContextVar;
+use ctx_vars::observer::{self, Observer};
 use opentelemetry::{Context as OtelContext, ContextGuard};
 
 /// The OpenTelemetry context of the ctx context.
@@ -115,7 +115,7 @@ static INSTALLED: OnceLock<bool> = OnceLock::new();
 
 /// Makes OpenTelemetry's current context follow ctx's, for the rest of the process;
 /// whether the bridge is on (it is off only when every
-/// [observer slot](ctx_core::observer::MAX_OBSERVERS) was taken already). Calling it
+/// [observer slot](ctx_vars::observer::MAX_OBSERVERS) was taken already). Calling it
 /// again does nothing.
 pub fn install() -> bool {
     *INSTALLED.get_or_init(|| observer::install(Box::new(Bridge)).is_ok())

@@ -3,7 +3,7 @@
 //!
 //! Mark the variables that travel once, on a [`ContextBaggage`]; then
 //!
-//! - on the server, hand it to [`ContextLayer::on_request`](ctx_core::ContextLayer::on_request):
+//! - on the server, hand it to [`ContextLayer::on_request`](ctx_vars::ContextLayer::on_request):
 //!   each request's context gets the values its caller sent;
 //! - on the client, wrap the client in [`ContextBaggage::layer`]: each request carries the
 //!   values of the context that sends it;
@@ -14,7 +14,7 @@
 //!   turn on the [`bridge`] once.
 //!
 //! ```
-//! use ctx_core::{ContextLayer, context_var};
+//! use ctx_vars::{ContextLayer, context_var};
 //! use ctx_opentelemetry::ContextBaggage;
 //! use opentelemetry::propagation::TextMapCompositePropagator;
 //!

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use ctx_core::{Context, ContextVar, RequestHook};
+use ctx_vars::{Context, ContextVar, RequestHook};
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
@@ -86,7 +86,7 @@ struct Vars {
 ///
 /// One value serves every direction: [`extract`](ContextBaggage::extract) sets the
 /// variables from an incoming request's headers (it is also a
-/// [`ContextLayer`](ctx_core::ContextLayer) hook), [`inject`](ContextBaggage::inject)
+/// [`ContextLayer`](ctx_vars::ContextLayer) hook), [`inject`](ContextBaggage::inject)
 /// writes them into an outgoing request's headers (or use
 /// [`layer`](ContextBaggage::layer) on a client), and
 /// [`propagator`](ContextBaggage::propagator) is an OpenTelemetry
@@ -99,7 +99,7 @@ struct Vars {
 /// defaults.
 ///
 /// ```
-/// use ctx_core::context_var;
+/// use ctx_vars::context_var;
 /// use ctx_opentelemetry::ContextBaggage;
 ///
 /// #[context_var]
@@ -111,7 +111,7 @@ struct Vars {
 ///     .var("tenant", &TENANT)
 ///     .header("x-request-id", &REQUEST_ID);
 ///
-/// # ctx_core::Context::new().run(|| {
+/// # ctx_vars::Context::new().run(|| {
 /// TENANT.set("acme corp".into());
 /// REQUEST_ID.set(7);
 /// let mut headers = http::HeaderMap::new();
@@ -249,7 +249,7 @@ impl ContextBaggage {
     ///
     /// ```
     /// use std::collections::HashMap;
-    /// use ctx_core::context_var;
+    /// use ctx_vars::context_var;
     /// use ctx_opentelemetry::ContextBaggage;
     /// use opentelemetry::propagation::TextMapPropagator;
     ///
@@ -259,7 +259,7 @@ impl ContextBaggage {
     /// let baggage = ContextBaggage::new().var("tenant", &TENANT);
     /// let propagator = baggage.propagator();
     /// let messages = [("baggage", "tenant=acme"), ("baggage", "other=1")];
-    /// # ctx_core::Context::new().run(|| {
+    /// # ctx_vars::Context::new().run(|| {
     /// let mut seen = Vec::new();
     /// for (name, value) in messages {
     ///     let carrier = HashMap::from([(name.to_owned(), value.to_owned())]);

@@ -7,7 +7,7 @@
 //! declared `#[context_var(inherit = false)]` or [`ContextVar::inherit`]`(false)`); the
 //! task runs in that copy. For
 //! executors of your own, [`ExecutorExt`] and [`LocalExecutorExt`] add `ctx_spawn` and
-//! `ctx_spawn_many` to [`Executor`] and [`LocalExecutor`]. Everything from `ctx-core` is
+//! `ctx_spawn_many` to [`Executor`] and [`LocalExecutor`]. Everything from `ctx-vars` is
 //! re-exported.
 //!
 //! ```
@@ -37,7 +37,7 @@ use std::future::Future;
 
 use smol::{Executor, LocalExecutor, Task};
 
-pub use ctx_core::*;
+pub use ctx_vars::*;
 
 /// [`smol::spawn`], with the task running in a copy of the caller's context.
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {

@@ -168,7 +168,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ctx_core::{Context, EndSignal, EndWatcher, Entry, strict};
+use ctx_vars::{Context, EndSignal, EndWatcher, Entry, strict};
 use tokio::runtime::{Builder, Runtime, TaskMeta};
 use tokio::task::Id;
 

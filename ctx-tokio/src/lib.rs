@@ -7,7 +7,7 @@
 //! (the caller's context, less the variables declared `#[context_var(inherit = false)]`
 //! or [`ContextVar::inherit`]`(false)`); the task runs in that copy, so it sees its
 //! creator's values and its own `set`s never leak back. `block_on` runs its future in a
-//! full copy, as awaiting it would. Everything from `ctx-core` is re-exported: this crate is the only
+//! full copy, as awaiting it would. Everything from `ctx-vars` is re-exported: this crate is the only
 //! dependency a tokio user needs, macros included.
 //!
 //! ```
@@ -80,7 +80,7 @@ use std::future::Future;
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::{JoinHandle, JoinSet, LocalSet};
 
-pub use ctx_core::*;
+pub use ctx_vars::*;
 
 /// `#[ctx_tokio::main]`: see [`runtime`] and the macro's own docs.
 #[cfg(feature = "macros")]
@@ -425,7 +425,7 @@ where
     }
 }
 
-/// Strict mode (see [`ctx_core::strict`]) on tokio: refuse `set`s that would land in a
+/// Strict mode (see [`ctx_vars::strict`]) on tokio: refuse `set`s that would land in a
 /// thread's own context instead of a task's.
 ///
 /// Where tokio polls tasks, and how to cover each place:
@@ -457,10 +457,10 @@ pub mod strict {
 
     use crate::FutureExt;
 
-    pub use ctx_core::strict::*;
+    pub use ctx_vars::strict::*;
 
     /// [`Runtime::block_on`] in strict mode: the calling thread runs on a new, empty
-    /// strict base (see [`ctx_core::strict::run`]) while `future` runs in a copy of the
+    /// strict base (see [`ctx_vars::strict::run`]) while `future` runs in a copy of the
     /// caller's context, as [`crate::block_on`] does. Any task the runtime polls on this
     /// thread outside a context of its own, as every task of a current-thread runtime
     /// that was spawned with plain `tokio::spawn` is, cannot set variables (it panics

@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
-use ctx_core::ContextLayer;
 use ctx_tokio::hooks::{self, TaskHooks};
 use ctx_tokio::{Context, ContextVar};
 use ctx_tracing::ContextFields;
+use ctx_vars::ContextLayer;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::rt::{Read, ReadBufCursor, Write};

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ctx_bench_support::interleaved;
-use ctx_core::{Context, ContextVar};
 use ctx_tracing::ContextFields;
+use ctx_vars::{Context, ContextVar};
 use tracing::Dispatch;
 
 static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");

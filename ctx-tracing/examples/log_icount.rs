@@ -8,8 +8,8 @@
 
 use std::hint::black_box;
 
-use ctx_core::{Context, ContextVar};
 use ctx_tracing::ContextFields;
+use ctx_vars::{Context, ContextVar};
 use tracing::Dispatch;
 
 static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");

@@ -12,7 +12,7 @@
 //! `tracing-subscriber` `fmt` builder or layer you already have:
 //!
 //! ```
-//! use ctx_core::context_var;
+//! use ctx_vars::context_var;
 //! use ctx_tracing::ContextFields;
 //!
 //! #[context_var]
@@ -77,7 +77,7 @@ use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ctx_core::{Context, ContextVar, Stamp};
+use ctx_vars::{Context, ContextVar, Stamp};
 use tracing_core::{Event, Subscriber};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};

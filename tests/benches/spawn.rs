@@ -16,7 +16,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use ctx_bench_support::interleaved;
-use ctx_core::{Context, ContextVar};
+use ctx_vars::{Context, ContextVar};
 
 const TASKS: usize = 100_000;
 

@@ -19,7 +19,7 @@ const IN_FLIGHT: usize = 32;
 fn main() -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(ctx_core::strict::enable)
+        .on_thread_start(ctx_vars::strict::enable)
         .build()
         .expect("tokio runtime");
     let started = Instant::now();

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
 
-use ctx_core::Context;
+use ctx_vars::Context;
 
 pub mod http;
 pub mod runtime;
@@ -75,13 +75,13 @@ pub fn fresh<R>(f: impl FnOnce() -> R) -> R {
 
 /// The seed's first example (PEP 567's asyncio example): `main` sets `"main"`, awaits
 /// `sub`, which sees `"main"` and sets `"sub"`; `main` then sees `"sub"`.
-pub async fn seed_main(var: &'static ctx_core::ContextVar<String>) {
+pub async fn seed_main(var: &'static ctx_vars::ContextVar<String>) {
     var.set("main".into());
     seed_sub(var).await;
     assert_eq!(var.get().as_deref(), Some("sub"));
 }
 
-async fn seed_sub(var: &'static ctx_core::ContextVar<String>) {
+async fn seed_sub(var: &'static ctx_vars::ContextVar<String>) {
     assert_eq!(var.get().as_deref(), Some("main"));
     var.set("sub".into());
     assert_eq!(var.get().as_deref(), Some("sub"));
@@ -193,7 +193,7 @@ impl std::fmt::Debug for Tracked {
 
 /// A minimal multi-threaded executor with no context support of its own: tasks move
 /// between worker threads on every wake. It shows that ctx needs nothing from an
-/// executor but the [`ctx_core::WithContext`] wrapper.
+/// executor but the [`ctx_vars::WithContext`] wrapper.
 #[derive(Debug)]
 pub struct Pool {
     queue: mpsc::Sender<Arc<Task>>,

@@ -1,9 +1,9 @@
 //! The spawn paths particular to one runtime: local tasks, join sets, handles,
 //! builders, executors.
 
-use ctx_core::{Context, context_var};
 use ctx_tests::fresh;
 use ctx_tests::runtime::Tokio;
+use ctx_vars::{Context, context_var};
 
 #[context_var]
 static VAR: &'static str;

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use ctx_core::{Context, context_var};
 use ctx_opentelemetry::ContextBaggage;
 use ctx_opentelemetry::w3c::{self, BaggageError, Entry};
 use ctx_tests::{Capture, fresh};
+use ctx_vars::{Context, context_var};
 use http::HeaderMap;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
@@ -288,7 +288,7 @@ fn unmarked_entries_received_are_forwarded_with_their_properties() {
         Context::new().run(|| {
             baggage().extract(&incoming);
             // Forwarded from a spawned thread too: the entries are inherited.
-            let task = ctx_core::thread::spawn(move || {
+            let task = ctx_vars::thread::spawn(move || {
                 TENANT.set("acme-eu".into());
                 baggage().inject(&mut outgoing);
                 outgoing

@@ -2,8 +2,8 @@
 
 use std::any::Any;
 
-use ctx_core::{Context, ContextVar, copy_context};
 use ctx_tests::fresh;
+use ctx_vars::{Context, ContextVar, copy_context};
 
 static A: ContextVar<u32> = ContextVar::new("a");
 static B: ContextVar<String> = ContextVar::new("b");

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Waker};
 
-use ctx_core::{Context, ContextLayer, ContextVar, EndSignal};
 use ctx_tests::fresh;
+use ctx_vars::{Context, ContextLayer, ContextVar, EndSignal};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Body, Bytes, Frame};
 use tower_layer::Layer;
@@ -170,7 +170,7 @@ fn ready<T>(fut: impl Future<Output = T>) -> T {
 type Signal = Arc<Mutex<Option<EndSignal>>>;
 
 /// `Echo` behind a `ContextLayer`.
-fn layered<B>(body: fn() -> B) -> (ctx_core::ContextService<Echo<B>>, Signal) {
+fn layered<B>(body: fn() -> B) -> (ctx_vars::ContextService<Echo<B>>, Signal) {
     let signal = Arc::new(Mutex::new(None));
     let service = ContextLayer::new().layer(Echo {
         body,
@@ -240,7 +240,7 @@ impl futures_core::Stream for Pending {
 #[derive(Default)]
 struct Recorder(Mutex<Vec<u64>>);
 
-impl ctx_core::EndWatcher for Recorder {
+impl ctx_vars::EndWatcher for Recorder {
     fn ended(&self, key: u64) {
         assert_eq!(REQUEST_ID.get(), None, "told in an empty context");
         self.0.lock().unwrap().push(key);

@@ -3,8 +3,8 @@
 //! the thread is put back as it was, never left in another context, and the misuse
 //! panics.
 
-use ctx_core::{Context, ContextVar};
 use ctx_tests::{expect_panic, fresh};
+use ctx_vars::{Context, ContextVar};
 
 static STEP: ContextVar<u32> = ContextVar::new("step");
 static OUTER: ContextVar<&str> = ContextVar::new("outer");
@@ -91,7 +91,7 @@ fn an_entry_refuses_tokens_from_the_context_it_hides() {
         let entry = Context::new().enter();
         assert_eq!(
             STEP.reset(second),
-            Err(ctx_core::ResetError::WrongContext),
+            Err(ctx_vars::ResetError::WrongContext),
             "a token from outside must not reset inside the entered context"
         );
         drop(entry.leave());
@@ -101,7 +101,7 @@ fn an_entry_refuses_tokens_from_the_context_it_hides() {
 #[test]
 fn an_entry_counts_as_entered_for_strict_mode() {
     std::thread::spawn(|| {
-        ctx_core::strict::enable();
+        ctx_vars::strict::enable();
         let entry = Context::new().enter();
         STEP.set(3); // allowed: the task's own context
         let task = entry.leave();
@@ -206,7 +206,7 @@ fn an_entry_left_open_inside_a_run_is_closed_with_it() {
 fn a_strict_base_and_entries_nest() {
     fresh(|| {
         OUTER.set("thread");
-        ctx_core::strict::run(|| {
+        ctx_vars::strict::run(|| {
             assert_eq!(OUTER.get(), None);
             let entry = Context::new().enter();
             STEP.set(1);

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
-use ctx_core::{Context, ContextVar, FutureExt, context_var};
 use ctx_tests::{Tracked, block_on, fresh};
+use ctx_vars::{Context, ContextVar, FutureExt, context_var};
 
 #[context_var]
 static REQUEST_ID: u64;
@@ -59,13 +59,13 @@ fn spawns_inherit_everything_but_local_variables() {
         let copy = Context::current();
         assert_eq!(copy.get(&TRANSACTION), Some(&1));
         assert_eq!(copy.len(), 3);
-        assert_eq!(ctx_core::copy_context().len(), 3);
+        assert_eq!(ctx_vars::copy_context().len(), 3);
         assert_eq!(copy.clone().into_inherited().len(), 1);
 
-        let thread = ctx_core::thread::spawn(|| (REQUEST_ID.get(), TRANSACTION.get()));
+        let thread = ctx_vars::thread::spawn(|| (REQUEST_ID.get(), TRANSACTION.get()));
         assert_eq!(thread.join().unwrap(), (Some(7), None));
         std::thread::scope(|s| {
-            let scoped = ctx_core::thread::spawn_scoped(s, || CONNECTION.get());
+            let scoped = ctx_vars::thread::spawn_scoped(s, || CONNECTION.get());
             assert_eq!(scoped.join().unwrap(), None);
         });
 
@@ -145,7 +145,7 @@ fn a_local_value_is_dropped_with_the_context_that_set_it_not_kept_by_spawns() {
         let (go, wait) = mpsc::channel::<()>();
         let worker = Context::new().run(|| {
             HELD.set(Tracked::new(&drops));
-            ctx_core::thread::spawn(move || {
+            ctx_vars::thread::spawn(move || {
                 wait.recv().unwrap();
                 HELD.with(|held| held.is_some())
             })

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
-use ctx_core::{Context, ContextVar, FutureExt};
 use ctx_tests::{Pool, Tracked, block_on, fresh, poll_once, seed_main, yield_now};
+use ctx_vars::{Context, ContextVar, FutureExt};
 
 static VAR: ContextVar<String> = ContextVar::new("my_variable");
 static COUNT: ContextVar<usize> = ContextVar::new("count");
@@ -220,7 +220,7 @@ fn streams_are_polled_in_their_context() {
         }
     }
     fresh(|| {
-        let mut stream = pin!(ctx_core::WithContext::new(
+        let mut stream = pin!(ctx_vars::WithContext::new(
             Context::new().with_value(&VAR, "stream".into()),
             Counter(2)
         ));
@@ -391,7 +391,7 @@ fn a_sink_runs_every_call_in_its_context() {
     }
     fresh(|| {
         let context = Context::new().with_value(&COUNT, 10);
-        let mut sink = Box::pin(ctx_core::WithContext::new(context, Recorder::default()));
+        let mut sink = Box::pin(ctx_vars::WithContext::new(context, Recorder::default()));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(sink.as_mut().poll_ready(&mut cx).is_ready());
         sink.as_mut().start_send(()).unwrap();

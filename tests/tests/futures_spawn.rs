@@ -3,8 +3,8 @@
 
 use std::sync::mpsc;
 
-use ctx_core::{Context, ContextSpawn, ContextVar};
 use ctx_tests::fresh;
+use ctx_vars::{Context, ContextSpawn, ContextVar};
 use futures_executor::{LocalPool, ThreadPool};
 use futures_task::{LocalSpawn, Spawn, SpawnError};
 

@@ -1,8 +1,8 @@
 //! `ResetGuard`s nest: out-of-order drops, and drops in the wrong place, are refused
 //! loudly with a message that names the fix, never by silently keeping a value.
 
-use ctx_core::{Context, ContextVar, FutureExt, ResetError};
 use ctx_tests::{block_on, expect_panic, fresh};
+use ctx_vars::{Context, ContextVar, FutureExt, ResetError};
 use tokio::sync::oneshot;
 
 static LEVEL: ContextVar<u32> = ContextVar::new("level");

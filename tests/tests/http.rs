@@ -2,9 +2,9 @@
 //! another's values, through axum or plain hyper, at any hop; and the leak that the
 //! layer prevents, shown without it and caught by strict mode.
 
-use ctx_core::strict;
 use ctx_tests::fresh;
 use ctx_tests::http::{self, Report};
+use ctx_vars::strict;
 use std::future::Future;
 
 use tokio::net::TcpListener;
@@ -108,9 +108,9 @@ fn strict_mode_turns_the_leak_into_an_error() {
 /// keeps nothing. A value declared `inherit = false` never reaches it either way.
 #[test]
 fn pooled_connection_tasks_keep_no_request_context_under_the_detached_executor() {
-    use ctx_core::{Context, ContextVar};
     use ctx_tests::Tracked;
     use ctx_tokio::ContextExecutor;
+    use ctx_vars::{Context, ContextVar};
     use http_body_util::Empty;
     use hyper::body::Bytes;
     use hyper_util::client::legacy::Client;

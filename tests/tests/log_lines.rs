@@ -1,8 +1,8 @@
 //! What ctx-tracing's wrapped formatters write, captured from a real `fmt` subscriber.
 
-use ctx_core::{Context, ContextVar, context_var};
 use ctx_tests::Capture;
 use ctx_tracing::ContextFields;
+use ctx_vars::{Context, ContextVar, context_var};
 
 #[context_var]
 static REQUEST_ID: u64;

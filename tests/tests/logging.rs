@@ -11,11 +11,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{Path, Request};
 use axum::routing::get;
-use ctx_core::{ContextLayer, context_var};
 use ctx_tests::http::{self, loopback};
 use ctx_tests::{Capture, fresh};
 use ctx_tokio::JoinSetExt;
 use ctx_tracing::ContextFields;
+use ctx_vars::{ContextLayer, context_var};
 use tower_http::trace::TraceLayer;
 use tracing_subscriber::layer::SubscriberExt;
 

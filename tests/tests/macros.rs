@@ -4,8 +4,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ctx_core::{Context, context_var, with_context};
 use ctx_tests::{Pool, block_on, fresh, seed_main, yield_now};
+use ctx_vars::{Context, context_var, with_context};
 
 #[context_var]
 static VAR: String;
@@ -39,7 +39,7 @@ fn seed_example_with_macros() {
 #[test]
 fn context_var_declares_variables_with_names_and_defaults() {
     fresh(|| {
-        let _: &ctx_core::ContextVar<String> = &VAR;
+        let _: &ctx_vars::ContextVar<String> = &VAR;
         assert_eq!(VAR.get(), None);
         assert_eq!(VAR.name(), "VAR");
         assert_eq!(LEVEL.get(), Some(3));
@@ -358,20 +358,20 @@ mod hygiene {
 
     mod core {}
     mod std {}
-    mod ctx_core {}
+    mod ctx_vars {}
 
-    #[::ctx_core::context_var]
+    #[::ctx_vars::context_var]
     pub(super) static HYGIENIC: ::std::string::String;
 
-    #[::ctx_core::context_var]
+    #[::ctx_vars::context_var]
     pub(super) static WITH_DEFAULT: u8 = 1;
 
-    #[::ctx_core::with_context(WITH_DEFAULT = 2)]
+    #[::ctx_vars::with_context(WITH_DEFAULT = 2)]
     pub(super) async fn read() -> ::std::option::Option<u8> {
         WITH_DEFAULT.get()
     }
 
-    #[::ctx_core::with_context(WITH_DEFAULT = 3)]
+    #[::ctx_vars::with_context(WITH_DEFAULT = 3)]
     pub(super) fn read_sync() -> ::std::option::Option<u8> {
         WITH_DEFAULT.get()
     }
@@ -390,7 +390,7 @@ fn expansions_are_hygienic() {
 #[test]
 fn crate_argument_names_a_reexport() {
     mod reexport {
-        pub(super) use ::ctx_core as core_by_another_name;
+        pub(super) use ::ctx_vars as core_by_another_name;
     }
     #[context_var(crate = reexport::core_by_another_name)]
     static THROUGH: u8 = 9;

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use ctx_core::{Context, ContextVar, ResetError, Token};
 use ctx_tests::fresh;
+use ctx_vars::{Context, ContextVar, ResetError, Token};
 use proptest::prelude::*;
 
 static V0: ContextVar<u8> = ContextVar::new("v0");

@@ -1,13 +1,13 @@
-//! Context observers (`ctx_core::observer`): told of every entry and exit in nested
+//! Context observers (`ctx_vars::observer`): told of every entry and exit in nested
 //! pairs, also on panic and when a future is dropped; a late observer is not told of
 //! exits from contexts entered before it; the slots run out with a typed error.
 //! Observers are process-wide, so everything here is one test in a binary of its own.
 
 use std::cell::RefCell;
 
-use ctx_core::observer::{self, MAX_OBSERVERS, Observer};
-use ctx_core::{Context, ContextVar, FutureExt};
 use ctx_tests::fresh;
+use ctx_vars::observer::{self, MAX_OBSERVERS, Observer};
+use ctx_vars::{Context, ContextVar, FutureExt};
 
 static NAME: ContextVar<&str> = ContextVar::new("name");
 

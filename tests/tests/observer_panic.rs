@@ -2,9 +2,9 @@
 //! context is left again, on exit the previous one is still made current, and the panic
 //! then goes on. Observers are process-wide, so this is a binary of its own.
 
-use ctx_core::observer::{self, Observer};
-use ctx_core::{Context, ContextVar, FutureExt};
 use ctx_tests::{expect_panic, fresh};
+use ctx_vars::observer::{self, Observer};
+use ctx_vars::{Context, ContextVar, FutureExt};
 
 static NAME: ContextVar<&str> = ContextVar::new("name");
 

@@ -2,9 +2,9 @@
 //! threads and tasks, across polls on any worker, and gone again where ctx's context is
 //! left. The bridge is process-wide, so these tests have a binary of their own.
 
-use ctx_core::{Context, FutureExt};
 use ctx_opentelemetry::bridge;
 use ctx_tests::fresh;
+use ctx_vars::{Context, FutureExt};
 use opentelemetry::KeyValue;
 use opentelemetry::baggage::BaggageExt;
 
@@ -33,7 +33,7 @@ fn threads_and_tasks_see_the_context_they_were_spawned_from() {
             assert_eq!(otel_tenant().as_deref(), Some("acme"), "attached at once");
             assert_eq!(bridge::get().map(|cx| cx.baggage().len()), Some(1));
 
-            let thread = ctx_core::thread::spawn(otel_tenant);
+            let thread = ctx_vars::thread::spawn(otel_tenant);
             assert_eq!(thread.join().unwrap().as_deref(), Some("acme"));
 
             // 100 tasks, each its own tenant, each checking at every poll on whichever
@@ -115,7 +115,7 @@ fn a_panicking_poll_leaves_the_thread_clean() {
 /// scope ends, the bridge and OpenTelemetry's current context agree again.
 #[test]
 fn a_set_inside_a_sync_scope_ends_with_it() {
-    use ctx_core::ContextVar;
+    use ctx_vars::ContextVar;
     static MARK: ContextVar<u8> = ContextVar::new("mark");
     assert!(bridge::install());
     fresh(|| {

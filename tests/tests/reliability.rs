@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use ctx_core::{Context, ContextVar, FutureExt, ResetError};
 use ctx_tests::{Tracked, fresh};
+use ctx_vars::{Context, ContextVar, FutureExt, ResetError};
 
 static VALUE: ContextVar<Tracked> = ContextVar::new("value");
 static PROBE: ContextVar<u32> = ContextVar::new("probe");

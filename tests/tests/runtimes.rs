@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ctx_core::{Context, FutureExt, context_var};
 use ctx_tests::runtime::{AsyncStd, Runtime, Smol, Tokio};
 use ctx_tests::{Tracked, fresh, seed_main, yield_now};
+use ctx_vars::{Context, FutureExt, context_var};
 use tokio::sync::{Barrier, oneshot};
 
 #[context_var]

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ctx_core::{Context, ContextVar, FutureExt, ResetError};
 use ctx_tests::{Tracked, block_on, fresh};
+use ctx_vars::{Context, ContextVar, FutureExt, ResetError};
 
 static A: ContextVar<u32> = ContextVar::new("a");
 static B: ContextVar<u32> = ContextVar::new("b");

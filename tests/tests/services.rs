@@ -1,9 +1,9 @@
 //! Request context across a service boundary: two axum services on loopback, A calling B
 //! through ctx-opentelemetry's client layer (`ctx_tests::services`).
 
-use ctx_core::strict;
 use ctx_tests::fresh;
 use ctx_tests::services::{drive, start};
+use ctx_vars::strict;
 
 #[test]
 fn b_and_its_tasks_see_the_values_a_received_and_set() {

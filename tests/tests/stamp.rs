@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ctx_core::{Context, ContextVar};
 use ctx_tests::fresh;
+use ctx_vars::{Context, ContextVar};
 
 static A: ContextVar<u32> = ContextVar::new("a");
 static LOCAL: ContextVar<u32> = ContextVar::new("local").inherit(false);

@@ -2,8 +2,8 @@
 //! thread's base context, so its `set` is seen by the next unwrapped task on that
 //! thread. Shown here, then prevented (the adapter) and detected (strict mode).
 
-use ctx_core::{Context, context_var, strict};
 use ctx_tests::fresh;
+use ctx_vars::{Context, context_var, strict};
 use tokio::runtime::{Builder, Runtime};
 
 #[context_var]
@@ -86,7 +86,7 @@ fn strict_mode_refuses_the_leaking_set_and_names_the_fix() {
         assert!(raw_blocking.unwrap_err().is_panic());
 
         // Wrapping the future is enough.
-        let wrapped = rt.block_on(rt.spawn(ctx_core::FutureExt::in_inherited_context(async {
+        let wrapped = rt.block_on(rt.spawn(ctx_vars::FutureExt::in_inherited_context(async {
             USER.set("erin").old_value().copied()
         })));
         assert_eq!(wrapped.unwrap(), None);
@@ -189,7 +189,7 @@ fn is_enabled_may_be_asked_while_a_value_is_being_cloned() {
             Asks
         }
     }
-    static ASKS: ctx_core::ContextVar<Asks> = ctx_core::ContextVar::new("asks");
+    static ASKS: ctx_vars::ContextVar<Asks> = ctx_vars::ContextVar::new("asks");
     fresh(|| {
         ASKS.set(Asks);
         assert!(ASKS.get().is_some());

@@ -1,7 +1,7 @@
-//! Threads: a plain thread starts empty; `ctx_core::thread` inherits a copy.
+//! Threads: a plain thread starts empty; `ctx_vars::thread` inherits a copy.
 
-use ctx_core::{Context, ContextVar};
 use ctx_tests::fresh;
+use ctx_vars::{Context, ContextVar};
 
 static USER: ContextVar<String> = ContextVar::new("user");
 
@@ -22,7 +22,7 @@ fn ctx_thread_spawn_inherits_a_copy_taken_at_the_call() {
     fresh(|| {
         USER.set("ada".into());
         let (go, wait) = std::sync::mpsc::channel::<()>();
-        let child = ctx_core::thread::spawn(move || {
+        let child = ctx_vars::thread::spawn(move || {
             wait.recv().unwrap();
             let seen = USER.get();
             USER.set("child".into());
@@ -40,7 +40,7 @@ fn builder_and_scoped_threads_inherit_too() {
     fresh(|| {
         USER.set("ada".into());
         let builder = std::thread::Builder::new().name("ctx-worker".into());
-        let child = ctx_core::thread::spawn_with(builder, || {
+        let child = ctx_vars::thread::spawn_with(builder, || {
             (std::thread::current().name().map(str::to_owned), USER.get())
         })
         .unwrap();
@@ -50,7 +50,7 @@ fn builder_and_scoped_threads_inherit_too() {
 
         let local = String::from("borrowed");
         std::thread::scope(|s| {
-            let child = ctx_core::thread::spawn_scoped(s, || {
+            let child = ctx_vars::thread::spawn_scoped(s, || {
                 USER.set(local.clone());
                 USER.get()
             });
@@ -66,7 +66,7 @@ fn many_threads_read_one_inherited_value() {
         USER.set("shared".into());
         let threads: Vec<_> = (0..8)
             .map(|_| {
-                ctx_core::thread::spawn(|| {
+                ctx_vars::thread::spawn(|| {
                     (0..10_000).all(|_| USER.with(|u| u.map(String::as_str) == Some("shared")))
                 })
             })

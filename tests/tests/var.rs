@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
-use ctx_core::{Context, ContextVar, ResetError};
 use ctx_tests::fresh;
+use ctx_vars::{Context, ContextVar, ResetError};
 
 static NAME: ContextVar<String> = ContextVar::new("name");
 static LEVEL: ContextVar<u32> = ContextVar::with_default("level", || 3);
@@ -375,7 +375,7 @@ fn variables_need_not_be_statics() {
 #[test]
 fn token_and_context_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<ctx_core::Token<String>>();
+    assert_send_sync::<ctx_vars::Token<String>>();
     assert_send_sync::<Context>();
     assert_send_sync::<ContextVar<String>>();
     assert_send_sync::<ResetError>();
@@ -504,7 +504,7 @@ fn a_value_that_changes_behind_a_reference_is_shared_by_copies() {
             .clone()
             .run(|| PROGRESS.with(|p| p.unwrap().load(Ordering::Relaxed)));
         assert_eq!(in_copy, 90);
-        let spawned = ctx_core::thread::spawn(|| {
+        let spawned = ctx_vars::thread::spawn(|| {
             PROGRESS.with(|p| p.unwrap().fetch_add(1, Ordering::Relaxed))
         });
         assert_eq!(spawned.join().unwrap(), 90);

@@ -1,4 +1,4 @@
-use ctx_core::context_var;
+use ctx_vars::context_var;
 
 fn main() {
     #[context_var]

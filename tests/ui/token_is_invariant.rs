@@ -1,6 +1,6 @@
 //! A `Token` cannot be retyped by subtyping: reading it would then see a value of the
 //! wrong type.
-use ctx_core::{ContextVar, ResetGuard, Token};
+use ctx_vars::{ContextVar, ResetGuard, Token};
 
 type Generic = for<'a> fn(&'a u8) -> u8;
 type Specific = fn(&'static u8) -> u8;

@@ -1,4 +1,4 @@
-use ctx_core::with_context;
+use ctx_vars::with_context;
 
 #[with_context]
 const fn answer() -> u32 {

@@ -1,4 +1,4 @@
-use ctx_core::{context_var, with_context};
+use ctx_vars::{context_var, with_context};
 
 #[context_var]
 static USER: String;

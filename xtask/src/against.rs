@@ -20,7 +20,7 @@ pub(crate) struct Options {
     pub(crate) rounds: usize,
     /// Criterion's name filter (a regex), if any.
     pub(crate) filter: Option<String>,
-    /// `(package, bench)` targets; ctx-core's `core` when none is given.
+    /// `(package, bench)` targets; ctx-vars' `core` when none is given.
     pub(crate) benches: Vec<(String, String)>,
 }
 
@@ -65,7 +65,7 @@ impl Options {
             return Err("`bench --against` needs a revision".into());
         }
         if options.benches.is_empty() {
-            options.benches.push(("ctx-core".into(), "core".into()));
+            options.benches.push(("ctx-vars".into(), "core".into()));
         }
         Ok(options)
     }
@@ -171,9 +171,42 @@ fn envs(package: &str, name: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// The folder, relative to the workspace root, of the member named `package` today.
+fn folder_of(package: &str) -> Result<String> {
+    let workspace = std::fs::read_to_string(root().join("Cargo.toml"))
+        .map_err(|e| format!("cannot read the workspace manifest: {e}"))?;
+    let members = workspace
+        .split_once("members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .ok_or("no `members = [...]` in the workspace manifest")?;
+    let wanted = format!("name = \"{package}\"");
+    members
+        .split(',')
+        .map(|member| member.trim().trim_matches('"'))
+        .filter(|member| !member.is_empty())
+        .find(|member| {
+            std::fs::read_to_string(root().join(member).join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.lines().any(|line| line.trim() == wanted))
+        })
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no workspace member is named `{package}`"))
+}
+
 /// Builds one bench target in the workspace at `tree`; its executable.
 fn build(tree: &Path, package: &str, name: &str) -> Result<PathBuf> {
-    let mut args = vec!["bench", "-p", package, "--bench", name, "--no-run"];
+    // By folder, not by package name: folders keep their names when a package is
+    // renamed, so a revision from before the rename builds too.
+    let manifest = tree.join(folder_of(package)?).join("Cargo.toml");
+    let manifest = manifest.to_string_lossy();
+    let mut args = vec![
+        "bench",
+        "--manifest-path",
+        &manifest,
+        "--bench",
+        name,
+        "--no-run",
+    ];
     if !envs(package, name).is_empty() {
         args.extend(["--features", "hooks"]);
     }

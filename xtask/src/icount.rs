@@ -183,7 +183,7 @@ fn read_baselines() -> Result<Vec<(String, f64)>> {
 /// Builds a harness in release mode; its executable.
 fn build(harness: Harness) -> Result<PathBuf> {
     let (package, example, envs, dir): (_, _, &[(&str, &str)], _) = match harness {
-        Harness::Core => ("ctx-core", "icount", &[], "target"),
+        Harness::Core => ("ctx-vars", "icount", &[], "target"),
         Harness::Hooks => ("ctx-tokio", "hooks_icount", &UNSTABLE, "target/unstable"),
         Harness::Tracing => ("ctx-tracing", "log_icount", &[], "target"),
     };

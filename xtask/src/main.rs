@@ -7,7 +7,8 @@
 //!   alternately, with the ratio per bench (see `against.rs`).
 //! - `icount [--bless]`: the hot paths' instruction counts against the committed
 //!   baselines (see `icount.rs`); part of `ci` where valgrind is installed.
-//! - `release-check`: the published libraries on their declared minimum Rust, ctx-core
+//! - `release-check`: every crate packaged and built from its tarball, the published
+//!   libraries on their declared minimum Rust and lowest dependency versions, ctx-vars
 //!   on wasm, and docs built as docs.rs does (see `release.rs`); part of `ci`.
 
 mod against;
@@ -42,8 +43,9 @@ fn main() -> ExitCode {
                  bench-report  rebuild the BENCHMARKS.md table from the last bench run\n  \
                  icount        instruction counts of the hot paths against their baselines\n                \
                  (--bless: write the counts measured as the new baselines)\n  \
-                 release-check the libraries on their minimum Rust, ctx-core on wasm, docs as\n                \
-                 docs.rs builds them (also run by ci)"
+                 release-check every crate packaged, the libraries on their minimum Rust and\n                \
+                 lowest dependencies, ctx-vars on wasm, docs as docs.rs builds\n                \
+                 them (also run by ci)"
             );
             return ExitCode::from(2);
         }
@@ -107,7 +109,7 @@ fn ci() -> Result<()> {
     // Everything, then the core without its default features.
     let lint_sets: [&[&str]; 2] = [
         &["--workspace", "--all-targets"],
-        &["-p", "ctx-core", "--no-default-features"],
+        &["-p", "ctx-vars", "--no-default-features"],
     ];
     for set in lint_sets {
         cargo(&[&["clippy"], set, &["--", "-D", "warnings"]].concat(), &[])?;
@@ -190,7 +192,7 @@ fn count_before(line: &str, label: &str) -> usize {
 
 /// Each criterion bench target, as (package, bench).
 const BENCHES: [(&str, &str); 4] = [
-    ("ctx-core", "core"),
+    ("ctx-vars", "core"),
     ("ctx-tests", "spawn"),
     ("ctx-tracing", "format"),
     ("ctx-opentelemetry", "bridge"),

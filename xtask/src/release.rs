@@ -1,6 +1,7 @@
-//! `release-check`: the published libraries where their users build them. On the
+//! `release-check`: the published libraries where their users build them. Each crate
+//! packaged and built from its own tarball (`cargo package --workspace`); on the
 //! minimum Rust the manifests declare (`rust-version`), with every public feature;
-//! ctx-core on `wasm32-unknown-unknown`; their docs as docs.rs builds them (nightly,
+//! ctx-vars on `wasm32-unknown-unknown`; their docs as docs.rs builds them (nightly,
 //! `--cfg docsrs`, every feature, the cfg `hooks` needs), warnings denied; and against
 //! the lowest versions their manifests allow (`-Z direct-minimal-versions`), so that
 //! every lower bound is true. Part of `ci`;
@@ -16,7 +17,7 @@ use crate::{Result, cargo, root, run_checked};
 /// The crates published to the registry, but ctx-tokio (checked apart: its `hooks`
 /// feature builds only with tokio's unstable API).
 const LIBRARIES: [&str; 6] = [
-    "ctx-core",
+    "ctx-vars",
     "ctx-macros",
     "ctx-async-std",
     "ctx-smol",
@@ -27,6 +28,9 @@ const LIBRARIES: [&str; 6] = [
 const WASM: &str = "wasm32-unknown-unknown";
 
 pub(crate) fn run() -> Result<()> {
+    // Every crate from its own files, its path dependencies replaced by the tarballs of
+    // the others: what the registry would hold after publishing them together.
+    cargo(&["package", "--workspace", "--allow-dirty"], &[])?;
     let msrv = rust_version()?;
     if toolchain_installed(&msrv) {
         each_library(&msrv, &["check", "--lib"], "target/msrv", None)?;
@@ -39,7 +43,7 @@ pub(crate) fn run() -> Result<()> {
         let wasm = [
             "check",
             "-p",
-            "ctx-core",
+            "ctx-vars",
             "--all-features",
             "--target",
             WASM,

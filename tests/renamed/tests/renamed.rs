@@ -1,4 +1,4 @@
-//! The macros work when ctx-core is a dependency under another name, and in a crate on
+//! The macros work when ctx-vars is a dependency under another name, and in a crate on
 //! the 2021 edition, whose `impl Trait` return types capture lifetimes differently.
 
 use context::{context_var, with_context, Context};
@@ -62,5 +62,14 @@ fn macros_through_a_renamed_dependency() {
         assert_eq!(block_on(service.borrowed(&suffix)), "9!");
         assert_eq!(block_on(longest("a", "bb")), "a");
         assert_eq!(USER.get().as_deref(), Some("ada"));
+    });
+}
+
+#[test]
+fn macros_through_a_renamed_dependency_without_a_crate_argument() {
+    Context::new().run(|| {
+        assert_eq!(ctx_tests_renamed::ATTEMPT.get(), Some(1));
+        assert_eq!(ctx_tests_renamed::second_attempt(), Some(2));
+        assert_eq!(ctx_tests_renamed::ATTEMPT.get(), Some(1));
     });
 }
