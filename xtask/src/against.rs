@@ -297,7 +297,18 @@ fn parse_times(out: &str) -> Vec<(String, f64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_times;
+    use super::{folder_of, parse_times};
+
+    #[test]
+    fn packages_are_found_by_their_folders() {
+        assert_eq!(folder_of("ctx-vars").unwrap(), "ctx-core");
+        assert_eq!(folder_of("ctx-tests").unwrap(), "tests");
+        assert_eq!(folder_of("ctx-tokio").unwrap(), "ctx-tokio");
+        assert!(
+            folder_of("ctx-core").is_err(),
+            "no package has that name any more"
+        );
+    }
 
     #[test]
     fn criterion_lines_short_and_long_names() {
