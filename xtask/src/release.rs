@@ -16,13 +16,14 @@ use crate::{Result, cargo, root, run_checked};
 
 /// The crates published to the registry, but ctx-tokio (checked apart: its `hooks`
 /// feature builds only with tokio's unstable API).
-const LIBRARIES: [&str; 7] = [
+const LIBRARIES: [&str; 8] = [
     "ctx-vars",
     "ctx-macros",
     "ctx-async-std",
     "ctx-smol",
     "ctx-tracing",
     "ctx-log",
+    "ctx-rayon",
     "ctx-opentelemetry",
 ];
 
