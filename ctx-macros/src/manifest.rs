@@ -45,7 +45,7 @@ pub(crate) fn lookup(providers: &[&str]) -> Lookup {
     let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
         return Lookup::Unknown;
     };
-    choose(&text, providers, || workspace_manifest(dir))
+    choose(&text, providers, || workspace_manifest(dir, &text))
 }
 
 /// The best of `providers` that a manifest's dependencies name; `workspace` gives the
@@ -167,9 +167,10 @@ fn field<'a>(value: &'a DeValue<'a>, key: &str) -> Option<&'a DeValue<'a>> {
 
 /// The workspace root's manifest: the one `package.workspace` points to, or else the
 /// nearest one, from the package's folder up, with a `[workspace]` table (as Cargo finds it).
-fn workspace_manifest(dir: &Path) -> Option<String> {
-    let own = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
-    let pointer = DeTable::parse(&own).ok().and_then(|table| {
+///
+/// `own` is the package's manifest, read already.
+fn workspace_manifest(dir: &Path, own: &str) -> Option<String> {
+    let pointer = DeTable::parse(own).ok().and_then(|table| {
         let package = table.get_ref().get("package")?.get_ref();
         field(package, "workspace")?.as_str().map(str::to_owned)
     });
