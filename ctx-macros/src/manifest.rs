@@ -8,6 +8,8 @@
 //! code cannot use: a library on `ctx-tokio` that tests with `ctx-vars` must expand to
 //! the adapter. Build-dependencies are never used by the code the macros expand in.
 
+use std::cell::LazyCell;
+use std::collections::HashMap;
 use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
@@ -59,22 +61,17 @@ pub(crate) fn choose(
         return Lookup::Unknown;
     };
     let manifest = manifest.get_ref();
-    let mut workspace = Some(workspace);
-    let mut workspace_text: Option<Option<String>> = None;
+    // Read and parsed once, and only if a dependency is inherited.
+    let inherited =
+        LazyCell::new(|| workspace().map_or_else(HashMap::new, |text| workspace_packages(&text)));
     let mut best: Option<(Rank, usize, String)> = None;
     for (rank, table) in dependency_tables(manifest) {
         for (key, value) in table {
             let name: &str = key.get_ref();
             let value = value.get_ref();
             let package = if field(value, "workspace").and_then(DeValue::as_bool) == Some(true) {
-                let text = workspace_text
-                    .get_or_insert_with(|| workspace.take().and_then(|read| read()))
-                    .as_deref();
-                match text.and_then(|text| inherited_package(text, name)) {
-                    Some(package) => package,
-                    // An inherited dependency whose entry cannot be read: judge by its key.
-                    None => name.to_owned(),
-                }
+                // An inherited dependency whose entry cannot be read: judge by its key.
+                inherited.get(name).map_or(name, String::as_str).to_owned()
             } else {
                 field(value, "package")
                     .and_then(DeValue::as_str)
@@ -142,19 +139,25 @@ fn dependency_tables<'a>(manifest: &'a DeTable<'a>) -> Vec<(Rank, &'a DeTable<'a
     tables
 }
 
-/// The package behind `[workspace.dependencies]`' entry `name`.
-fn inherited_package(workspace: &str, name: &str) -> Option<String> {
-    let workspace = DeTable::parse(workspace).ok()?;
-    let DeValue::Table(deps) = field(
-        workspace.get_ref().get("workspace")?.get_ref(),
-        "dependencies",
-    )?
-    else {
-        return None;
+/// The package behind each entry of `[workspace.dependencies]`, by entry name.
+fn workspace_packages(workspace: &str) -> HashMap<String, String> {
+    let Ok(workspace) = DeTable::parse(workspace) else {
+        return HashMap::new();
     };
-    let entry = deps.get(name)?.get_ref();
-    let package = field(entry, "package").and_then(DeValue::as_str);
-    Some(package.unwrap_or(name).to_owned())
+    let deps = workspace
+        .get_ref()
+        .get("workspace")
+        .and_then(|w| field(w.get_ref(), "dependencies"));
+    let Some(DeValue::Table(deps)) = deps else {
+        return HashMap::new();
+    };
+    deps.iter()
+        .map(|(name, entry)| {
+            let name: &str = name.get_ref();
+            let package = field(entry.get_ref(), "package").and_then(DeValue::as_str);
+            (name.to_owned(), package.unwrap_or(name).to_owned())
+        })
+        .collect()
 }
 
 /// A key of a table value; `None` for a plain version string.
