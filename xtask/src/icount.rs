@@ -180,14 +180,23 @@ fn read_baselines() -> Result<Vec<(String, f64)>> {
         .collect())
 }
 
-/// Builds a harness in release mode; its executable.
+/// Builds a harness with the `bench` profile (the release profile with line tables), so
+/// that it reuses what `ci`'s bench runs built just before; its executable.
 fn build(harness: Harness) -> Result<PathBuf> {
     let (package, example, envs, dir): (_, _, &[(&str, &str)], _) = match harness {
         Harness::Core => ("ctx-vars", "icount", &[], "target"),
         Harness::Hooks => ("ctx-tokio", "hooks_icount", &UNSTABLE, "target/unstable"),
         Harness::Tracing => ("ctx-tracing", "log_icount", &[], "target"),
     };
-    let mut args = vec!["build", "--release", "-p", package, "--example", example];
+    let mut args = vec![
+        "build",
+        "--profile",
+        "bench",
+        "-p",
+        package,
+        "--example",
+        example,
+    ];
     if harness == Harness::Hooks {
         args.extend(["--features", "hooks"]);
     }
