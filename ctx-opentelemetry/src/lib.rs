@@ -6,7 +6,8 @@
 //! - on the server, hand it to [`ContextLayer::on_request`](ctx_vars::ContextLayer::on_request):
 //!   each request's context gets the values its caller sent;
 //! - on the client, wrap the client in [`ContextBaggage::layer`]: each request carries the
-//!   values of the context that sends it;
+//!   values of the context that sends it; for reqwest, add `ContextBaggage::middleware`
+//!   to a reqwest-middleware client (feature `reqwest`);
 //! - where OpenTelemetry already injects and extracts (reqwest-tracing, tonic
 //!   interceptors, a global propagator), install [`ContextBaggage::propagator`] beside
 //!   the trace context propagator;
@@ -48,9 +49,13 @@
 pub mod bridge;
 mod client;
 mod propagator;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 pub mod w3c;
 mod wire;
 
 pub use client::{InjectLayer, InjectService};
 pub use propagator::BaggagePropagator;
+#[cfg(feature = "reqwest")]
+pub use reqwest::InjectMiddleware;
 pub use wire::ContextBaggage;

@@ -16,7 +16,7 @@ use crate::{Result, cargo, root, run_checked};
 
 /// The crates published to the registry, but ctx-tokio (checked apart: its `hooks`
 /// feature builds only with tokio's unstable API).
-const LIBRARIES: [&str; 8] = [
+const LIBRARIES: [&str; 9] = [
     "ctx-vars",
     "ctx-macros",
     "ctx-async-std",
@@ -24,6 +24,7 @@ const LIBRARIES: [&str; 8] = [
     "ctx-tracing",
     "ctx-log",
     "ctx-rayon",
+    "ctx-actix-web",
     "ctx-opentelemetry",
 ];
 
