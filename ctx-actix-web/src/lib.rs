@@ -64,6 +64,27 @@
 //! Work handed to a plain `std::thread` or another runtime takes the context along with
 //! `ctx_vars::thread::spawn`, a ctx runtime adapter, or [`Context::wrap`](ctx_vars::Context::wrap).
 //!
+//! # Baggage from other services
+//!
+//! actix-web's headers are not the `http` crate's `HeaderMap` that ctx-opentelemetry's
+//! `ContextBaggage::extract` takes; its `extract_from` takes any header lookup:
+//!
+//! ```
+//! use actix_web::dev::ServiceRequest;
+//! use ctx_actix_web::ContextMiddleware;
+//! use ctx_opentelemetry::ContextBaggage;
+//! use ctx_vars::context_var;
+//!
+//! #[context_var]
+//! static TENANT: String;
+//!
+//! let baggage = ContextBaggage::new().var("tenant", &TENANT);
+//! let middleware = ContextMiddleware::new().on_request(move |request: &ServiceRequest| {
+//!     baggage.extract_from(|name| request.headers().get_all(name).map(|v| v.as_bytes()));
+//! });
+//! # drop(middleware);
+//! ```
+//!
 //! # The response body
 //!
 //! A streaming body is polled by actix-web after the handler has returned. The middleware

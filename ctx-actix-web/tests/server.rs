@@ -15,6 +15,7 @@ use actix_web::dev::{ServerHandle, ServiceRequest};
 use actix_web::web::{self, Bytes};
 use actix_web::{App, HttpResponse, HttpServer};
 use ctx_actix_web::ContextMiddleware;
+use ctx_opentelemetry::ContextBaggage;
 use ctx_vars::{Context, context_var, strict};
 use futures_core::Stream;
 use reqwest_middleware::reqwest::Client;
@@ -29,7 +30,13 @@ static REQUEST_ID: u64;
 #[context_var]
 static STAGE: &'static str;
 
+/// From the caller's W3C baggage.
+#[context_var]
+static TENANT: String;
+
 fn from_headers(request: &ServiceRequest) {
+    let baggage = ContextBaggage::new().var("tenant", &TENANT);
+    baggage.extract_from(|name| request.headers().get_all(name).map(|v| v.as_bytes()));
     let header = |name| request.headers().get(name)?.to_str().ok();
     if let Some(user) = header("x-user") {
         USER.set(user.to_owned());
@@ -39,12 +46,13 @@ fn from_headers(request: &ServiceRequest) {
     }
 }
 
-/// What code reading the values sees: `user/id`.
+/// What code reading the values sees: `user/id/tenant`.
 fn seen() -> String {
     format!(
-        "{}/{}",
+        "{}/{}/{}",
         USER.get().unwrap_or_default(),
-        REQUEST_ID.get().unwrap_or_default()
+        REQUEST_ID.get().unwrap_or_default(),
+        TENANT.get().unwrap_or_default()
     )
 }
 
@@ -178,6 +186,7 @@ async fn get(client: &Client, addr: SocketAddr, path: &str, user: &str, id: u64)
         .get(format!("http://{addr}{path}"))
         .header("x-user", user)
         .header("x-request-id", id.to_string())
+        .header("baggage", format!("tenant=t{id}"))
         .send()
         .await
         .expect("the server answers");
@@ -215,7 +224,7 @@ fn every_hop_of_every_request_sees_its_own_values() {
                     let _permit = permit;
                     let (user, id) = (format!("user-{i}"), 1_000_000 + i);
                     let body = get(&client, addr, "/hops", &user, id).await;
-                    let expected = format!("{user}/{id}");
+                    let expected = format!("{user}/{id}/t{id}");
                     let lines: Vec<&str> = body.lines().collect();
                     let mut mismatches = lines[..lines.len() - 1]
                         .iter()
@@ -246,7 +255,7 @@ fn strict_mode_refuses_a_set_in_a_plain_actix_task() {
                 let body = get(&client, addr, "/leak", "ada", i).await;
                 // The plain task's set panicked instead of staying on the worker thread;
                 // ctx's task set in its own copy, which the handler does not see.
-                assert_eq!(body, format!("refused allowed ada/{i}"));
+                assert_eq!(body, format!("refused allowed ada/{i}/t{i}"));
             }
         },
         no_ends(),

@@ -130,7 +130,10 @@ use crate::{Context, ContextEnd, WithContext};
 /// ```
 ///
 /// With plain hyper, wrap the service given to the connection builder through
-/// `hyper_util::service::TowerToHyperService`.
+/// `hyper_util::service::TowerToHyperService`. With tonic, add it to the server,
+/// `tonic::transport::Server::builder().layer(ContextLayer::new())`: gRPC metadata are
+/// the request's headers, and a server-streaming response's messages are produced in the
+/// call's context.
 #[derive(Clone)]
 pub struct ContextLayer<H = NoHook> {
     base: Context,

@@ -262,21 +262,46 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Vec<Entry>,
 ///
 /// [`BaggageError`] when the lines are malformed, over the limits, or not ASCII.
 pub fn parse_headers(headers: &http::HeaderMap) -> Result<Vec<Entry>, BaggageError> {
-    let lines: Result<Vec<&str>, BaggageError> = headers
-        .get_all(BAGGAGE)
-        .iter()
+    parse_bytes(
+        headers
+            .get_all(BAGGAGE)
+            .iter()
+            .map(http::HeaderValue::as_bytes),
+    )
+}
+
+/// The entries of `baggage` header lines given as bytes, as [`parse`] reads them: for
+/// header values of any HTTP library.
+///
+/// # Errors
+///
+/// [`BaggageError`] when the lines are malformed, over the limits, or not visible ASCII.
+pub fn parse_bytes<'a>(
+    lines: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<Entry>, BaggageError> {
+    let lines: Result<Vec<&str>, BaggageError> = lines
+        .into_iter()
         .map(|line| {
-            line.to_str().map_err(|_| BaggageError::Malformed {
-                at: line
-                    .as_bytes()
-                    .iter()
-                    .position(|b| !b.is_ascii())
-                    .unwrap_or(0),
+            visible_ascii(line).map_err(|at| BaggageError::Malformed {
+                at,
                 expected: "visible ASCII",
             })
         })
         .collect();
     parse(lines?)
+}
+
+/// `bytes` as text if it is a valid header value's text (visible ASCII, spaces and tabs,
+/// as `http::HeaderValue::to_str` accepts); else the offset of the first byte that is not.
+pub(crate) fn visible_ascii(bytes: &[u8]) -> Result<&str, usize> {
+    match bytes
+        .iter()
+        .position(|&b| b != b'\t' && !(b' '..=b'~').contains(&b))
+    {
+        // All ASCII: valid UTF-8.
+        None => Ok(std::str::from_utf8(bytes).unwrap_or_default()),
+        Some(at) => Err(at),
+    }
 }
 
 /// Percent-decodes `raw`; the offset of a `%` not followed by two hex digits, if any.

@@ -298,7 +298,35 @@ impl ContextBaggage {
     /// ([`w3c::MAX_BYTES`], [`w3c::MAX_ENTRIES`]); a value that does not parse is
     /// skipped. Either way a warning is logged, and the request goes on.
     pub fn extract(&self, headers: &HeaderMap) -> usize {
-        let mut set = match w3c::parse_headers(headers) {
+        self.extract_from(|name| headers.get_all(name).iter().map(HeaderValue::as_bytes))
+    }
+
+    /// As [`extract`](Self::extract), for a request whose headers are not an `http` 1
+    /// `HeaderMap` (actix-web's, another version's): `header(name)` gives the values of
+    /// the header `name` (lowercase), as bytes.
+    ///
+    /// ```
+    /// use ctx_opentelemetry::ContextBaggage;
+    /// use ctx_vars::{Context, context_var};
+    ///
+    /// #[context_var]
+    /// static TENANT: String;
+    ///
+    /// let baggage = ContextBaggage::new().var("tenant", &TENANT);
+    /// let headers = [("baggage", &b"tenant=acme"[..])];
+    /// Context::new().run(|| {
+    ///     baggage.extract_from(|name| {
+    ///         let values = headers.iter().filter(|(n, _)| *n == name);
+    ///         values.map(|(_, v)| *v).collect::<Vec<_>>()
+    ///     });
+    ///     assert_eq!(TENANT.get().as_deref(), Some("acme"));
+    /// });
+    /// ```
+    pub fn extract_from<'a, I>(&self, header: impl Fn(&str) -> I) -> usize
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut set = match w3c::parse_bytes(header(BAGGAGE)) {
             Ok(entries) => self.set_from(&entries),
             Err(error) => {
                 tracing::warn!(target: "ctx_opentelemetry", %error, "baggage header ignored");
@@ -306,10 +334,10 @@ impl ContextBaggage {
             }
         };
         for (name, marked) in &self.vars.headers {
-            let Some(value) = headers.get(name) else {
+            let Some(value) = header(name.as_str()).into_iter().next() else {
                 continue;
             };
-            match value.to_str() {
+            match w3c::visible_ascii(value) {
                 Ok(text) => set += usize::from(marked.set(text, name.as_str())),
                 Err(_) => tracing::warn!(
                     target: "ctx_opentelemetry",

@@ -242,6 +242,61 @@ fn a_value_that_does_not_parse_is_skipped_and_the_rest_is_set() {
 }
 
 #[test]
+fn headers_as_bytes_from_another_http_library_are_read_as_extract_reads_them() {
+    fresh(|| {
+        let lines: [(&str, &[u8]); 4] = [
+            ("baggage", b"tenant=acme"),
+            ("baggage", b"userId=7,other=x"),
+            ("x-request-id", b"42"),
+            ("x-request-id", b"43"),
+        ];
+        let header = |name: &str| {
+            let values = lines.iter().filter(|(n, _)| *n == name);
+            values.map(|(_, v)| *v).collect::<Vec<_>>()
+        };
+        let mut map = HeaderMap::new();
+        for (name, value) in lines {
+            map.append(name, http::HeaderValue::from_bytes(value).unwrap());
+        }
+        let from_bytes = Context::new().run(|| {
+            assert_eq!(baggage().extract_from(header), 3);
+            (TENANT.get(), USER_ID.get(), REQUEST_ID.get())
+        });
+        let from_map = Context::new().run(|| {
+            assert_eq!(baggage().extract(&map), 3);
+            (TENANT.get(), USER_ID.get(), REQUEST_ID.get())
+        });
+        assert_eq!(from_bytes, (Some("acme".into()), Some(7), Some(42)));
+        assert_eq!(from_bytes, from_map);
+        // Bytes that no header value may hold: nothing set from them, each logged.
+        let bad: [(&str, &[u8]); 2] = [
+            ("baggage", b"tenant=acm\xc3\xa9"),
+            ("x-request-id", b"4\x002"),
+        ];
+        let logged = warnings(|| {
+            Context::new().run(|| {
+                let header = |name: &str| {
+                    bad.iter()
+                        .filter(|(n, _)| *n == name)
+                        .map(|(_, v)| *v)
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(baggage().extract_from(header), 0);
+                assert_eq!((TENANT.get(), REQUEST_ID.get()), (None, None));
+            });
+        });
+        assert!(
+            logged.iter().any(|l| l.contains("baggage header ignored")),
+            "{logged:?}"
+        );
+        assert!(
+            logged.iter().any(|l| l.contains("not visible ASCII")),
+            "{logged:?}"
+        );
+    });
+}
+
+#[test]
 fn the_request_id_header_wins_over_a_baggage_entry() {
     fresh(|| {
         let baggage = ContextBaggage::new()
