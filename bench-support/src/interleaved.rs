@@ -1,5 +1,5 @@
 //! Variants benchmarked side by side, in rotating order: shared by the spawn, hooks and
-//! log-line benches (`tests/benches/spawn.rs`, `ctx-tokio/benches/hooks.rs`,
+//! log-line benches (`bench-support/benches/spawn.rs`, `ctx-tokio/benches/hooks.rs`,
 //! `ctx-tracing/benches/format.rs`).
 
 use std::time::{Duration, Instant};

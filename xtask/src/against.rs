@@ -173,31 +173,59 @@ fn envs(package: &str, name: &str) -> &'static [(&'static str, &'static str)] {
 
 /// The folder, relative to the workspace root, of the member named `package` today.
 fn folder_of(package: &str) -> Result<String> {
-    let workspace = std::fs::read_to_string(root().join("Cargo.toml"))
-        .map_err(|e| format!("cannot read the workspace manifest: {e}"))?;
+    let wanted = format!("name = \"{package}\"");
+    members(&root())?
+        .into_iter()
+        .find(|member| {
+            std::fs::read_to_string(root().join(member).join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.lines().any(|line| line.trim() == wanted))
+        })
+        .ok_or_else(|| format!("no workspace member is named `{package}`"))
+}
+
+/// The member folders of the workspace at `tree`, as its manifest lists them.
+fn members(tree: &Path) -> Result<Vec<String>> {
+    let workspace = std::fs::read_to_string(tree.join("Cargo.toml")).map_err(|e| {
+        format!(
+            "cannot read the workspace manifest in {}: {e}",
+            tree.display()
+        )
+    })?;
     let members = workspace
         .split_once("members = [")
         .and_then(|(_, rest)| rest.split_once(']'))
         .map(|(list, _)| list)
         .ok_or("no `members = [...]` in the workspace manifest")?;
-    let wanted = format!("name = \"{package}\"");
-    members
+    Ok(members
         .split(',')
         .map(|member| member.trim().trim_matches('"'))
         .filter(|member| !member.is_empty())
-        .find(|member| {
-            std::fs::read_to_string(root().join(member).join("Cargo.toml"))
-                .is_ok_and(|manifest| manifest.lines().any(|line| line.trim() == wanted))
-        })
         .map(str::to_owned)
-        .ok_or_else(|| format!("no workspace member is named `{package}`"))
+        .collect())
+}
+
+/// The folder in `tree` that holds bench `name` of `package`: the package's own folder,
+/// or, in a revision from before the bench moved, the member whose `benches/` has it.
+fn bench_folder(tree: &Path, package: &str, name: &str) -> Result<String> {
+    let folder = folder_of(package)?;
+    let file = format!("benches/{name}.rs");
+    if tree.join(&folder).join(&file).exists() {
+        return Ok(folder);
+    }
+    members(tree)?
+        .into_iter()
+        .find(|member| tree.join(member).join(&file).exists())
+        .ok_or_else(|| format!("no bench `{name}` in {}", tree.display()))
 }
 
 /// Builds one bench target in the workspace at `tree`; its executable.
 fn build(tree: &Path, package: &str, name: &str) -> Result<PathBuf> {
     // By folder, not by package name: folders keep their names when a package is
-    // renamed, so a revision from before the rename builds too.
-    let manifest = tree.join(folder_of(package)?).join("Cargo.toml");
+    // renamed, so a revision from before the rename builds too; and a bench is looked
+    // for where it was, if it has moved since.
+    let manifest = tree
+        .join(bench_folder(tree, package, name)?)
+        .join("Cargo.toml");
     let manifest = manifest.to_string_lossy();
     let mut args = vec![
         "bench",
@@ -297,7 +325,7 @@ fn parse_times(out: &str) -> Vec<(String, f64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{folder_of, parse_times};
+    use super::{bench_folder, folder_of, parse_times};
 
     #[test]
     fn packages_are_found_by_their_folders() {
@@ -307,6 +335,28 @@ mod tests {
         assert!(
             folder_of("ctx-core").is_err(),
             "no package has that name any more"
+        );
+    }
+
+    #[test]
+    fn a_bench_is_found_where_a_revision_had_it() {
+        let old = std::env::temp_dir().join(format!("ctx-xtask-bench-{}", std::process::id()));
+        std::fs::create_dir_all(old.join("tests/benches")).unwrap();
+        std::fs::write(
+            old.join("Cargo.toml"),
+            "members = [\"ctx-core\", \"tests\"]",
+        )
+        .unwrap();
+        std::fs::write(old.join("tests/benches/spawn.rs"), "").unwrap();
+        let found = bench_folder(&old, "ctx-bench-support", "spawn");
+        let missing = bench_folder(&old, "ctx-bench-support", "nothing");
+        std::fs::remove_dir_all(&old).unwrap();
+        assert_eq!(found.unwrap(), "tests");
+        assert!(missing.is_err());
+        // Today's tree: in the package's own folder.
+        assert_eq!(
+            bench_folder(&super::root(), "ctx-bench-support", "spawn").unwrap(),
+            "bench-support"
         );
     }
 

@@ -193,7 +193,7 @@ fn count_before(line: &str, label: &str) -> usize {
 /// Each criterion bench target, as (package, bench).
 const BENCHES: [(&str, &str); 5] = [
     ("ctx-vars", "core"),
-    ("ctx-tests", "spawn"),
+    ("ctx-bench-support", "spawn"),
     ("ctx-tracing", "format"),
     ("ctx-opentelemetry", "bridge"),
     ("ctx-rayon", "par_iter"),
