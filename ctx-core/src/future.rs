@@ -77,6 +77,31 @@ impl<F> WithContext<F> {
         self.project().inner.as_pin_mut().expect(COMPLETED)
     }
 
+    /// Runs `f` on the pinned inner value with the context entered, as every poll of
+    /// this wrapper does: how a poll-style trait of another library (actix-web's
+    /// `MessageBody`, an `AsyncRead`) is implemented for a wrapped value. The inner value
+    /// stays, whatever `f` returns.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use ctx_vars::{Context, ContextVar, WithContext};
+    ///
+    /// static USER: ContextVar<&str> = ContextVar::new("user");
+    ///
+    /// let context = Context::new().with_value(&USER, "ada");
+    /// let mut wrapped = pin!(WithContext::new(context, 7));
+    /// let seen = wrapped.as_mut().run_pinned(|n| (*n, USER.get()));
+    /// assert_eq!(seen, (7, Some("ada")));
+    /// assert_eq!(USER.get(), None);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the inner future has completed (it is dropped inside its last poll).
+    pub fn run_pinned<R>(self: Pin<&mut Self>, f: impl FnOnce(Pin<&mut F>) -> R) -> R {
+        self.in_context(|inner| (f(inner), false))
+    }
+
     /// Unwraps the inner future (or stream), dropping the context. Polling it from now
     /// on happens in whatever context is current.
     ///
