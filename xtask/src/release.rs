@@ -35,10 +35,9 @@ pub(crate) fn run() -> Result<()> {
     // tarballs of the others: what the registry would hold after publishing them
     // together. The unpublished ones (tests, fixtures, xtask) would only rebuild the
     // test stack from tarballs.
+    forget_unpacked_tarballs()?;
     let mut package = vec!["package", "--allow-dirty", "-p", "ctx-tokio"];
-    for library in LIBRARIES {
-        package.extend(["-p", library]);
-    }
+    package.extend(selected(&LIBRARIES));
     cargo(&package, &[])?;
     let msrv = rust_version()?;
     if toolchain_installed(&msrv) {
@@ -90,9 +89,7 @@ fn each_library(
     args.extend(command);
     args.push("--all-features");
     let mut others = args.clone();
-    for library in LIBRARIES {
-        others.extend(["-p", library]);
-    }
+    others.extend(selected(&LIBRARIES));
     let mut envs = vec![("CARGO_TARGET_DIR", target.to_owned())];
     envs.extend(rustdocflags.map(|flags| ("RUSTDOCFLAGS", flags.to_owned())));
     rustup_cargo(&others, &envs)?;
@@ -124,15 +121,102 @@ fn minimal_versions() -> Result<()> {
 }
 
 /// `rust-version` from the workspace manifest.
+/// `-p name` for each of `packages`.
+fn selected<'a>(packages: &'a [&'a str]) -> impl Iterator<Item = &'a str> {
+    packages.iter().flat_map(|package| ["-p", *package])
+}
+
+/// Deletes what earlier `cargo package` runs left of our tarballs: cargo's unpacked
+/// copies, and the fingerprints of their builds.
+///
+/// Cargo verifies each tarball against the others through a temporary registry, and
+/// treats them like any registry crate: as immutable, by name and version. It unpacks
+/// them under `$CARGO_HOME/registry/src/<that registry>/` and builds them into
+/// `target/debug` without checking their files again. A copy or a build left by an
+/// earlier run of the same version would be used instead of today's tarball, so a
+/// change to one crate's API that another uses would fail (or pass) against yesterday's
+/// source. crates.io's own folders (`index.crates.io-…`) are left alone.
+fn forget_unpacked_tarballs() -> Result<()> {
+    forget_tarball_builds()?;
+    let home = env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cargo")));
+    let Some(registries) = home.map(|home| home.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = fs::read_dir(registries) else {
+        return Ok(());
+    };
+    let version = workspace_field("version")?;
+    let ours: Vec<String> = std::iter::once("ctx-tokio")
+        .chain(LIBRARIES)
+        .map(|package| format!("{package}-{version}"))
+        .collect();
+    for registry in registries.flatten() {
+        // Temporary registries are named by a hash alone (`-14cd…`), crates.io's by host.
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for unpacked in fs::read_dir(registry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if ours
+                .iter()
+                .any(|name| unpacked.file_name() == name.as_str())
+            {
+                fs::remove_dir_all(unpacked.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", unpacked.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fingerprints of builds from unpacked tarballs in `target/debug`: found by their
+/// dep-info files, which name sources under a temporary registry's folder.
+fn forget_tarball_builds() -> Result<()> {
+    let debug = root().join("target").join("debug");
+    let Ok(deps) = fs::read_dir(debug.join("deps")) else {
+        return Ok(());
+    };
+    for entry in deps.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        // `ctx_vars-0123abcd.d`, built in `.fingerprint/ctx-vars-0123abcd`.
+        let Some(unit) = file
+            .strip_suffix(".d")
+            .filter(|unit| unit.starts_with("ctx_"))
+        else {
+            continue;
+        };
+        let from_tarball =
+            fs::read_to_string(entry.path()).is_ok_and(|deps| deps.contains("/registry/src/-"));
+        let fingerprint = debug.join(".fingerprint").join(unit.replace('_', "-"));
+        if from_tarball && fingerprint.exists() {
+            fs::remove_dir_all(&fingerprint)
+                .map_err(|e| format!("cannot remove {}: {e}", fingerprint.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn rust_version() -> Result<String> {
+    workspace_field("rust-version")
+}
+
+/// `key = "…"`'s value in the workspace manifest: its first such line, the one in
+/// `[workspace.package]`.
+fn workspace_field(key: &str) -> Result<String> {
     let manifest = fs::read_to_string(root().join("Cargo.toml"))
         .map_err(|e| format!("cannot read Cargo.toml: {e}"))?;
+    let prefix = format!("{key} = \"");
     manifest
         .lines()
-        .find_map(|line| line.strip_prefix("rust-version = \""))
+        .find_map(|line| line.strip_prefix(&prefix))
         .and_then(|rest| rest.strip_suffix('"'))
         .map(str::to_owned)
-        .ok_or_else(|| "no `rust-version = \"…\"` in Cargo.toml".into())
+        .ok_or_else(|| format!("no `{key} = \"…\"` in Cargo.toml"))
 }
 
 /// Fails in CI, where `.ci/run` installs what is missing; notes the skip elsewhere.
