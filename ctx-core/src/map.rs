@@ -13,7 +13,7 @@
 //!   popcount instruction, and the software one cost more than the whole rest of a
 //!   lookup.) Up to 64 variables live in the root: one byte load, one id compare. 1024
 //!   variables take two levels, 4096 still two, so a lookup barely grows with the map.
-//! - **Copy-on-write through [`Arc::make_mut`].** A copy of a context is one reference
+//! - **Copy-on-write, as [`Arc::make_mut`] does it.** A copy of a context is one reference
 //!   count bump of the root. A write into a map that is uniquely owned (the common case:
 //!   a task setting its own values) mutates in place; only after a snapshot does a write
 //!   copy the nodes on its path (at most a few dozen slots).
@@ -136,6 +136,34 @@ fn next_generation() -> u64 {
     crate::current::next_context_id()
 }
 
+/// `node` ready for a write: the node itself if this is its only handle, else a copy
+/// that replaces it here (copy-on-write).
+///
+/// [`Arc::make_mut`] answers "only handle?" with a compare-exchange on the count, since
+/// it must also stop a `Weak` from being upgraded meanwhile; that atomic was a tenth of
+/// a `set` + `reset` and of a `sync_scope`, two writes each. Nodes never have `Weak`
+/// handles, so a load of the count answers it.
+#[inline(always)]
+#[expect(unsafe_code, reason = "a uniqueness test without the compare-exchange")]
+fn unique(node: &mut Arc<Node>) -> &mut Node {
+    if Arc::strong_count(node) == 1 {
+        // Pairs with the release decrement of each handle dropped, on any thread: all
+        // that was done through them happens before what is done through ours.
+        std::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: nothing ever makes a `Weak<Node>` (this module's `Arc<Node>`s are
+        // private to it and never downgraded), so the strong count is the number of
+        // handles to the node, and 1 means `node` is the only one. No other can appear
+        // while `node` is borrowed mutably here: a handle is made only by cloning one.
+        // The fence above orders every access through the handles since dropped
+        // before ours. `Arc::as_ptr` derives the pointer from the `Arc`'s own pointer
+        // to its allocation, not from a shared reference, so it may be written through
+        // (this is `Arc::get_mut` without its `Weak` lock), and the reference returned
+        // lives no longer than the exclusive borrow of the only handle.
+        return unsafe { &mut *Arc::as_ptr(node).cast_mut() };
+    }
+    Arc::make_mut(node)
+}
+
 /// The chunk of `id` that selects a slot at the level starting at bit `shift`.
 #[inline(always)]
 fn chunk(id: u32, shift: u32) -> usize {
@@ -222,7 +250,7 @@ impl Map {
     /// Dropping that cache frees no value: it was built from this root, and every write
     /// since would have dropped it first, so the root still holds all it holds.
     fn root_mut(&mut self) -> &mut Node {
-        let root = Arc::make_mut(self.root.get_or_insert_with(|| Arc::new(Node::new())));
+        let root = unique(self.root.get_or_insert_with(|| Arc::new(Node::new())));
         root.inherited.take();
         *root.generation.get_mut() = 0;
         root
@@ -233,7 +261,7 @@ impl Map {
     pub(crate) fn insert(&mut self, key: Key, name: &'static str, value: Value) -> Option<Value> {
         let mut node = self.root_mut();
         if key.local {
-            node = Arc::make_mut(node.local.get_or_insert_with(|| Arc::new(Node::new())));
+            node = unique(node.local.get_or_insert_with(|| Arc::new(Node::new())));
         }
         // The common write, a variable already in the top node, without the general
         // descent.
@@ -267,7 +295,7 @@ impl Map {
         self.get(key)?;
         let root = self.root_mut();
         let value = if key.local {
-            let local = Arc::make_mut(root.local.as_mut()?);
+            let local = unique(root.local.as_mut()?);
             let value = local.remove(key.id, 0);
             if local.count == 0 {
                 root.local = None;
@@ -398,11 +426,11 @@ impl Node {
                         let Slot::Branch(child) = slot else {
                             unreachable!("just stored a branch")
                         };
-                        let child = Arc::make_mut(child);
+                        let child = unique(child);
                         child.insert(here, shift + BITS);
                         child.insert(leaf, shift + BITS)
                     }
-                    Slot::Branch(child) => Arc::make_mut(child).insert(leaf, shift + BITS),
+                    Slot::Branch(child) => unique(child).insert(leaf, shift + BITS),
                 }
             }
         };
@@ -433,7 +461,7 @@ impl Node {
                 leaf.value
             }
             Slot::Branch(child) => {
-                let child_node = Arc::make_mut(child);
+                let child_node = unique(child);
                 let value = child_node.remove(id, shift + BITS);
                 // Keep the trie canonical: a branch left with one leaf becomes that leaf.
                 if let [Slot::Leaf(_)] = child_node.slots.as_slice() {

@@ -10,7 +10,7 @@ use crate::default::LazyDefault;
 use crate::error::{AccessError, ResetError};
 use crate::map::Key;
 use crate::token::{ResetGuard, Token};
-use crate::value::Value;
+use crate::value::{self, Value};
 use crate::{Context, WithContext};
 
 /// A context variable: PEP 567's `contextvars.ContextVar`.
@@ -314,7 +314,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
                 drop(value);
                 crate::strict::refused(self.name)
             }
-            // `value` was dropped inside `try_with`'s closure, which never ran.
+            // `value` was dropped with `with_mut`'s closure, which never ran.
             Err(error) => Err(error),
         }
     }
@@ -482,6 +482,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         let Some(key) = self.assigned_key() else {
             return never_written();
         };
+        if value::is_inline::<T>() {
+            let copy = |ctx: &Context| ctx.map.get(key).map(|value| value.downcast::<T>().clone());
+            // SAFETY: `copy` runs no user code: `T` is one of the plain types of
+            // `is_inline` (folded to a constant for `T`), whose `clone` is the
+            // standard library's copy of its bytes, and `Map::get` only reads.
+            #[expect(unsafe_code, reason = "a read that runs no user code counts no borrow")]
+            return unsafe { current::peek(copy) };
+        }
         current::with(|ctx| ctx.map.get(key).map(|value| value.downcast::<T>().clone()))
     }
 

@@ -235,6 +235,90 @@ fn a_thread_local_destructor_may_enter_contexts_after_ctx_is_gone() {
 }
 
 #[test]
+fn all_a_thread_leaves_in_its_context_is_freed_when_it_exits() {
+    type Case = fn(&Arc<AtomicUsize>);
+    // What each case does on a thread of its own, and how many values it makes.
+    let cases: [(&str, Case, usize); 5] = [
+        (
+            "a set in the thread's own context",
+            |drops| {
+                VALUE.set(Tracked::new(drops));
+            },
+            1,
+        ),
+        (
+            "a set, then scopes, runs and polls that end",
+            |drops| {
+                VALUE.set(Tracked::new(drops));
+                VALUE.sync_scope(Tracked::new(drops), || PROBE.set(1));
+                Context::new()
+                    .with_value(&VALUE, Tracked::new(drops))
+                    .run(|| PROBE.set(2));
+                ctx_tests::block_on(VALUE.scope(Tracked::new(drops), async { PROBE.set(3) }));
+            },
+            4,
+        ),
+        (
+            "only reads and frames: nothing to free",
+            |_| {
+                assert_eq!(PROBE.get(), None);
+                Context::new()
+                    .with_value(&PROBE, 1)
+                    .run(|| assert_eq!(PROBE.get(), Some(1)));
+            },
+            0,
+        ),
+        (
+            "an entry never left: its context, and the one it swapped out",
+            |drops| {
+                VALUE.set(Tracked::new(drops));
+                let ctx = Context::new().with_value(&VALUE, Tracked::new(drops));
+                std::mem::forget(ctx.enter());
+            },
+            2,
+        ),
+        (
+            "a first write while the thread's other thread-locals are destroyed",
+            |drops| {
+                struct Late(Arc<AtomicUsize>);
+                impl Drop for Late {
+                    fn drop(&mut self) {
+                        VALUE.set(Tracked::new(&self.0));
+                        assert!(VALUE.with(|value| value.is_some()), "the set took effect");
+                    }
+                }
+                thread_local! {
+                    static LATE: std::cell::RefCell<Option<Late>> =
+                        const { std::cell::RefCell::new(None) };
+                }
+                LATE.with(|late| *late.borrow_mut() = Some(Late(Arc::clone(drops))));
+            },
+            1,
+        ),
+    ];
+    fresh(|| {
+        for (case, leave, made) in cases {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let mine = Arc::clone(&drops);
+            std::thread::spawn(move || leave(&mine))
+                .join()
+                .expect("the thread exits normally");
+            // Each value holds a count of `drops`: none may be left alive.
+            assert_eq!(
+                Arc::strong_count(&drops),
+                1,
+                "{case}: a value outlived its thread"
+            );
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                made,
+                "{case}: each value dropped once"
+            );
+        }
+    });
+}
+
+#[test]
 fn setting_from_a_clone_impl_during_get_panics_with_advice() {
     #[derive(Debug)]
     struct Meddler;
