@@ -70,7 +70,7 @@ thread_local! {
 }
 
 /// What frees a thread's state when the thread exits, and from then on refuses access
-/// to it as an exiting thread's: [`with`], [`read`] and [`with_mut`] fail with
+/// to it as an exiting thread's: [`with`], [`read`], [`peek`] and [`with_mut`] fail with
 /// [`AccessError`], [`enter`] enters nothing.
 ///
 /// Only a write can leave anything in the slot to free: a frame's swap puts back what
@@ -379,12 +379,10 @@ pub(crate) fn with<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessError> {
 pub(crate) fn read<R>(f: impl FnOnce(&Current) -> R) -> Result<R, AccessError> {
     // Borrowed for writing here only once torn down: `with_mut`'s closures run no user
     // code, so nothing reads while one is open.
-    CURRENT
-        .try_with(|slot| match slot.try_borrow() {
-            Ok(current) => Ok(f(&current)),
-            Err(_) => Err(AccessError::new()),
-        })
-        .unwrap_or_else(|_| Err(AccessError::new()))
+    slot(|slot| match slot.try_borrow() {
+        Ok(current) => Ok(f(&current)),
+        Err(_) => Err(AccessError::new()),
+    })
 }
 
 /// Runs `f` with the current context, without counting a borrow: [`with`] less the
@@ -401,18 +399,16 @@ pub(crate) fn read<R>(f: impl FnOnce(&Current) -> R) -> Result<R, AccessError> {
     reason = "reads the thread-local without counting the borrow"
 )]
 pub(crate) unsafe fn peek<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessError> {
-    CURRENT
-        .try_with(|slot| {
-            // SAFETY: `try_borrow_unguarded` fails if a mutable borrow is open, and none can
-            // be opened while the reference it gives lives: `f`, the only code that runs
-            // before it is dropped, cannot open one (the caller guarantees it). It fails
-            // only once the thread is torn down (see `read`).
-            match unsafe { slot.try_borrow_unguarded() } {
-                Ok(current) => Ok(f(&current.context)),
-                Err(_) => Err(AccessError::new()),
-            }
-        })
-        .unwrap_or_else(|_| Err(AccessError::new()))
+    slot(|slot| {
+        // SAFETY: `try_borrow_unguarded` fails if a mutable borrow is open, and none can
+        // be opened while the reference it gives lives: `f`, the only code that runs
+        // before it is dropped, cannot open one (the caller guarantees it). It fails
+        // only once the thread is torn down (see `read`).
+        match unsafe { slot.try_borrow_unguarded() } {
+            Ok(current) => Ok(f(&current.context)),
+            Err(_) => Err(AccessError::new()),
+        }
+    })
 }
 
 /// Runs `f` with the current context borrowed mutably. `f` must not run user code.
@@ -434,14 +430,20 @@ pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, Access
 /// [`Teardown`]) and so need not register the teardown.
 #[inline(always)]
 fn swap<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, AccessError> {
-    // `try_with` and not `with`, which moves the closure once more (and is out of
-    // line with it): a thread-local without drop glue is never destroyed, so the
-    // outer error never happens.
+    slot(|slot| match slot.try_borrow_mut() {
+        Ok(mut current) => Ok(f(&mut current)),
+        Err(_) => Err(refused(slot)),
+    })
+}
+
+/// Runs `f` with the thread's slot, unborrowed: the one access to [`CURRENT`].
+#[inline(always)]
+fn slot<R>(f: impl FnOnce(&RefCell<Current>) -> Result<R, AccessError>) -> Result<R, AccessError> {
+    // `try_with` and not `with`, which moves the closure once more (and is out of line
+    // with it): a thread-local without drop glue is never destroyed, so the outer
+    // error never happens.
     CURRENT
-        .try_with(|slot| match slot.try_borrow_mut() {
-            Ok(mut current) => Ok(f(&mut current)),
-            Err(_) => Err(refused(slot)),
-        })
+        .try_with(|slot| f(slot))
         .unwrap_or_else(|_| Err(AccessError::new()))
 }
 

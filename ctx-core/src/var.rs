@@ -482,15 +482,15 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         let Some(key) = self.assigned_key() else {
             return never_written();
         };
+        let clone = |ctx: &Context| ctx.map.get(key).map(|value| value.downcast::<T>().clone());
         if value::is_inline::<T>() {
-            let copy = |ctx: &Context| ctx.map.get(key).map(|value| value.downcast::<T>().clone());
-            // SAFETY: `copy` runs no user code: `T` is one of the plain types of
+            // SAFETY: `clone` runs no user code here: `T` is one of the plain types of
             // `is_inline` (folded to a constant for `T`), whose `clone` is the
             // standard library's copy of its bytes, and `Map::get` only reads.
             #[expect(unsafe_code, reason = "a read that runs no user code counts no borrow")]
-            return unsafe { current::peek(copy) };
+            return unsafe { current::peek(clone) };
         }
-        current::with(|ctx| ctx.map.get(key).map(|value| value.downcast::<T>().clone()))
+        current::with(clone)
     }
 
     /// This variable's key in every context's map, its id assigned on first use: for

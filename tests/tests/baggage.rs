@@ -241,6 +241,13 @@ fn a_value_that_does_not_parse_is_skipped_and_the_rest_is_set() {
     });
 }
 
+/// The values of the header `name` among `lines`, in order: what a header map that
+/// is not `http`'s hands `extract_from`.
+fn values<'a>(lines: &[(&str, &'a [u8])], name: &str) -> Vec<&'a [u8]> {
+    let named = lines.iter().filter(|(n, _)| *n == name);
+    named.map(|(_, value)| *value).collect()
+}
+
 #[test]
 fn headers_as_bytes_from_another_http_library_are_read_as_extract_reads_them() {
     fresh(|| {
@@ -250,10 +257,7 @@ fn headers_as_bytes_from_another_http_library_are_read_as_extract_reads_them() {
             ("x-request-id", b"42"),
             ("x-request-id", b"43"),
         ];
-        let header = |name: &str| {
-            let values = lines.iter().filter(|(n, _)| *n == name);
-            values.map(|(_, v)| *v).collect::<Vec<_>>()
-        };
+        let header = |name: &str| values(&lines, name);
         let mut map = HeaderMap::new();
         for (name, value) in lines {
             map.append(name, http::HeaderValue::from_bytes(value).unwrap());
@@ -275,13 +279,7 @@ fn headers_as_bytes_from_another_http_library_are_read_as_extract_reads_them() {
         ];
         let logged = warnings(|| {
             Context::new().run(|| {
-                let header = |name: &str| {
-                    bad.iter()
-                        .filter(|(n, _)| *n == name)
-                        .map(|(_, v)| *v)
-                        .collect::<Vec<_>>()
-                };
-                assert_eq!(baggage().extract_from(header), 0);
+                assert_eq!(baggage().extract_from(|name| values(&bad, name)), 0);
                 assert_eq!((TENANT.get(), REQUEST_ID.get()), (None, None));
             });
         });
