@@ -40,9 +40,12 @@
 //! and dropping it again costs more than the closure usually does, so a scope instead
 //! lays its value over the current map in place (an *overlay*) and undoes that write on
 //! exit. The copy is made only if the closure itself sets a variable: the context then
-//! carries the [`OVERLAID`] identity, and [`Current::prepare_write`] first rebuilds the
-//! innermost overlay's "before" map. A snapshot taken inside the closure needs nothing:
-//! it shares the map, and the undo copies on write like any other write.
+//! carries the [`OVERLAID`] identity, and [`Current::prepare_write`] first keeps the map
+//! as the innermost overlay made it (on [`Current::opened`]), for its exit to put back
+//! before undoing its value. A snapshot taken inside the closure needs nothing: it
+//! shares the map, and the undo copies on write like any other write. What the value
+//! displaced is kept by the scope's guard ([`Overlaid`]) on the caller's stack; the
+//! thread keeps two words a scope, and the map only once a write needs it.
 //!
 //! The discipline that keeps this sound: no user code (a value's `Drop`, a default
 //! builder, an observer) runs while the slot is mutably borrowed. Values that a write
@@ -124,6 +127,11 @@ pub(crate) struct Current {
     /// The open `sync_scope` overlays, innermost last. They are closures, so they nest
     /// with the frames: the innermost belongs to the current context.
     overlays: Vec<Overlay>,
+    /// For each open overlay that was written to inside, innermost last: the map as the
+    /// scope made it. The overlay whose context no longer carries [`OVERLAID`] when it
+    /// closes is the innermost that has one: a write inside a scope replaces that
+    /// identity, and each scope opened after it puts back what it found.
+    opened: Vec<Map>,
     /// Sets whose guards were dropped while a later set was in place, oldest first.
     abandoned: Vec<Abandoned>,
 }
@@ -152,20 +160,15 @@ struct Held {
     orphaned: bool,
 }
 
-/// What undoes one `sync_scope`.
+/// What the thread keeps of an open `sync_scope` (its guard, [`Overlaid`], keeps the
+/// value it displaced). Two words, written in place: a record built on the stack and
+/// copied into the vector stalled the store buffer, a third of the scope's time.
 struct Overlay {
-    var: Key,
-    name: &'static str,
-    /// The variable's value before the scope.
-    old: Option<Value>,
     /// The context's identity before the scope.
     saved_id: u64,
     /// [`Current::depth`] when the scope opened: it belongs to the current context
     /// while the two are equal.
     depth: u32,
-    /// The whole map before the scope, once a write inside it made undoing by hand
-    /// impossible.
-    saved: Option<Map>,
 }
 
 /// Where the orphans' count starts in [`Current::frames`]: above a [`Frame`]'s depth
@@ -229,6 +232,7 @@ impl Current {
         serial: 0,
         entries: Vec::new(),
         overlays: Vec::new(),
+        opened: Vec::new(),
         abandoned: Vec::new(),
     };
 
@@ -254,16 +258,10 @@ impl Current {
             0 => self.context.id = next_context_id(),
             OVERLAID => {
                 // The innermost overlay belongs to this context, and nothing has written
-                // to it yet. Overlays further out need nothing: they had no write
-                // either, and this one will restore exactly what they saw.
-                let overlay = self
-                    .overlays
-                    .last_mut()
-                    .expect("an overlaid context has an overlay open");
-                let mut before = self.context.map.clone();
-                // What this drops from `before` is still in the live map: nothing is freed.
-                drop(before.restore(overlay.var, overlay.name, overlay.old.clone()));
-                overlay.saved = Some(before);
+                // to it yet: from here the map differs by more than its value. Overlays
+                // further out need nothing: they had no write either, and this one will
+                // restore exactly what they saw.
+                self.opened.push(self.context.map.clone());
                 self.context.id = next_context_id();
             }
             _ => {}
@@ -788,32 +786,43 @@ impl Drop for StrictMode {
     }
 }
 
-/// Sets `var` to `value` in the current context until the returned guard drops, as if
-/// in a copy of it: see the module documentation.
-pub(crate) fn overlay(var: Key, name: &'static str, value: Value) -> Result<Overlaid, AccessError> {
-    let overlaid = with_mut(|current| {
+/// Runs `f` with `var` set to `value` in the current context, as if in a copy of it:
+/// see the module documentation. While the thread is exiting, `f` runs without it.
+///
+/// The guard is made first and written in place: returned from the borrow's closure,
+/// it was copied twice through the stack in pieces of other widths than they were
+/// written in, which stalled each load behind its stores.
+#[inline(always)]
+pub(crate) fn overlay<T: Send + Sync + 'static, R>(
+    var: Key,
+    name: &'static str,
+    value: T,
+    f: impl FnOnce() -> R,
+) -> R {
+    let mut scope = Overlaid {
+        frame: Frame::at(0),
+        var,
+        name,
+        old: None,
+    };
+    let opened = with_mut(|current| {
         let context = &mut current.context;
-        let old = context.map.insert(var, name, value);
+        scope.old = context.map.insert_with(var, name, || Value::new(value));
         let saved_id = std::mem::replace(&mut context.id, OVERLAID);
         let depth = current.depth();
-        current.overlays.push(Overlay {
-            var,
-            name,
-            old,
-            saved_id,
-            depth,
-            saved: None,
-        });
-        Overlaid {
-            frame: Frame::at(depth),
+        current.overlays.push(Overlay { saved_id, depth });
+        depth
+    });
+    // On an exiting thread the guard, at depth 0, finds nothing to undo.
+    if let Ok(depth) = opened {
+        scope.frame = Frame::at(depth);
+        // A scope is a copy of the context, entered: observers are told, as of any entry.
+        let installed = observer::installed();
+        if installed > 0 {
+            scope.tell_observers(installed);
         }
-    })?;
-    // A scope is a copy of the context, entered: observers are told, as of any entry.
-    let installed = observer::installed();
-    if installed > 0 {
-        return Ok(overlaid.tell_observers(installed));
     }
-    Ok(overlaid)
+    f()
 }
 
 /// Closes the innermost overlay when dropped: restores the map and identity the
@@ -821,34 +830,43 @@ pub(crate) fn overlay(var: Key, name: &'static str, value: Value) -> Result<Over
 pub(crate) struct Overlaid {
     /// The frame the overlay is laid in, with the observers told of the scope.
     frame: Frame,
+    var: Key,
+    name: &'static str,
+    /// The variable's value before the scope: put back on exit.
+    old: Option<Value>,
 }
 
 impl Overlaid {
     /// Tells the observers of the scope (see [`Frame::tell_entered`]).
     #[cold]
     #[inline(never)]
-    fn tell_observers(mut self, installed: u32) -> Self {
+    fn tell_observers(&mut self, installed: u32) {
         let panicked = self.frame.tell_entered(installed);
         resume(panicked);
-        self
     }
 }
 
 impl Drop for Overlaid {
     #[inline]
     fn drop(&mut self) {
-        // Dropped after the borrow ends: the scope's value, or the map the closure
-        // wrote to, may hold the last reference to values with a `Drop` of their own.
-        let undone = with_mut(|current| {
+        let (var, name, frame) = (self.var, self.name, self.frame);
+        let old = &mut self.old;
+        // What the undo displaces is dropped after the borrow ends: the scope's value
+        // (left in `old`, dropped with the guard), or the map the closure wrote to, may
+        // hold the last reference to values with a `Drop` of their own. `swap`, as for
+        // a frame: `overlay`'s write registered the teardown.
+        let undone = swap(|current| {
             // The overlay's frame is innermost, no observer was told, no orphan waits:
             // the common case.
-            self.frame
+            frame
                 .closes_cleanly(current)
-                .then(|| current.undo_overlay())
+                .then(|| current.undo_overlay(var, name, old))
         });
         match undone {
-            Ok(Some(displaced)) => drop(displaced),
-            Ok(None) => close_slow(self.frame, "`sync_scope`", Current::undo_overlay),
+            Ok(Some(written)) => drop(written),
+            Ok(None) => close_slow(frame, "`sync_scope`", |current| {
+                current.undo_overlay(var, name, old)
+            }),
             // The thread is exiting: nothing is left to restore.
             Err(_) => {}
         }
@@ -856,25 +874,27 @@ impl Drop for Overlaid {
 }
 
 impl Current {
-    /// Takes the innermost overlay off the current context: puts back the map and
-    /// identity it had before; what that displaces, to be dropped after the borrow.
+    /// Takes the innermost overlay, which set `var` over `old`, off the current
+    /// context: puts back the map and identity it had before. What that displaces is
+    /// left in `old` and returned, to be dropped after the borrow.
     #[inline]
-    fn undo_overlay(&mut self) -> (Option<Map>, Option<Value>) {
+    fn undo_overlay(
+        &mut self,
+        var: Key,
+        name: &'static str,
+        old: &mut Option<Value>,
+    ) -> Option<Map> {
         let overlay = self.overlays.pop().expect("one record per open overlay");
         debug_assert_eq!(overlay.depth, self.depth(), "overlays nest with frames");
         let context = &mut self.context;
+        // After a write inside, the map as the scope made it comes back first.
+        let written = (context.id != OVERLAID).then(|| {
+            let opened = self.opened.pop().expect("a written overlay kept its map");
+            std::mem::replace(&mut context.map, opened)
+        });
         context.id = overlay.saved_id;
-        match overlay.saved {
-            // A write inside made the map differ by more than the scope's value.
-            Some(before) => (
-                Some(std::mem::replace(&mut context.map, before)),
-                overlay.old,
-            ),
-            None => (
-                None,
-                context.map.restore(overlay.var, overlay.name, overlay.old),
-            ),
-        }
+        context.map.put_back(var, name, old);
+        written
     }
 }
 

@@ -161,6 +161,13 @@ fn unique(node: &mut Arc<Node>) -> &mut Node {
         // lives no longer than the exclusive borrow of the only handle.
         return unsafe { &mut *Arc::as_ptr(node).cast_mut() };
     }
+    copy_for_write(node)
+}
+
+/// [`unique`]'s copy, out of line: the first write after a snapshot makes it, and
+/// inlined into every write it would cost the common one registers.
+#[inline(never)]
+fn copy_for_write(node: &mut Arc<Node>) -> &mut Node {
     Arc::make_mut(node)
 }
 
@@ -246,30 +253,64 @@ impl Map {
     }
 
     /// The root, ready for a write: unshared, and without a cached inherited root.
-    ///
-    /// Dropping that cache frees no value: it was built from this root, and every write
-    /// since would have dropped it first, so the root still holds all it holds.
     fn root_mut(&mut self) -> &mut Node {
         let root = unique(self.root.get_or_insert_with(|| Arc::new(Node::new())));
-        root.inherited.take();
-        *root.generation.get_mut() = 0;
+        root.written();
         root
     }
 
     /// Sets `key` to `value`, returning the value it replaces.
-    #[inline]
+    ///
+    /// The common write is inline: a new value for a variable the root holds itself
+    /// (up to 64 inherited variables), in a root only this map holds. Out of line, the
+    /// general path cost a `set` + `reset` and a `sync_scope` two calls each, whose
+    /// saving and restoring of registers outweighed the write itself.
+    #[inline(always)]
     pub(crate) fn insert(&mut self, key: Key, name: &'static str, value: Value) -> Option<Value> {
+        self.insert_with(key, name, || value)
+    }
+
+    /// [`Map::insert`] of the value `make` returns, made where it is stored: a value
+    /// made first and moved in went through the stack, in pieces of other widths than
+    /// the copy into the map read it in, and that load stalled behind those stores.
+    #[inline(always)]
+    pub(crate) fn insert_with(
+        &mut self,
+        key: Key,
+        name: &'static str,
+        make: impl FnOnce() -> Value,
+    ) -> Option<Value> {
+        if let Some(place) = self.top_value_mut(key) {
+            return Some(mem::replace(place, make()));
+        }
+        self.insert_slow(key, name, make())
+    }
+
+    /// The value of `key`, ready to be replaced in place, when a root only this map
+    /// holds has it in a slot of its own (see [`Map::insert`]); else `None`, and the
+    /// write takes the general path.
+    #[inline(always)]
+    fn top_value_mut(&mut self, key: Key) -> Option<&mut Value> {
+        let root = match (&mut self.root, key.local) {
+            (Some(root), false) => unique(root),
+            _ => return None,
+        };
+        // Before the lookup: a write follows on either path.
+        root.written();
+        let at = usize::from(root.index[chunk(key.id, 0)]).wrapping_sub(1);
+        match root.slots.get_mut(at)? {
+            Slot::Leaf(leaf) if leaf.id == key.id => Some(&mut leaf.value),
+            _ => None,
+        }
+    }
+
+    /// [`Map::insert`]'s general path: the first write, a new entry, a deeper one, or a
+    /// local one.
+    #[inline(never)]
+    fn insert_slow(&mut self, key: Key, name: &'static str, value: Value) -> Option<Value> {
         let mut node = self.root_mut();
         if key.local {
             node = unique(node.local.get_or_insert_with(|| Arc::new(Node::new())));
-        }
-        // The common write, a variable already in the top node, without the general
-        // descent.
-        let at = usize::from(node.index[chunk(key.id, 0)]).wrapping_sub(1);
-        if let Some(Slot::Leaf(leaf)) = node.slots.get_mut(at) {
-            if leaf.id == key.id {
-                return Some(mem::replace(&mut leaf.value, value));
-            }
         }
         let id = key.id;
         node.insert(Leaf { id, name, value }, 0)
@@ -277,6 +318,7 @@ impl Map {
 
     /// Puts `key` back to an earlier state, `Some` value or absent, returning the value
     /// it displaces: the undo of an insert (by `reset`, and on leaving a `sync_scope`).
+    #[inline(always)]
     pub(crate) fn restore(
         &mut self,
         key: Key,
@@ -287,6 +329,21 @@ impl Map {
             Some(old) => self.insert(key, name, old),
             None => self.remove(key),
         }
+    }
+
+    /// [`Map::restore`] in place: puts `key` back to what `slot` holds (a value, or
+    /// absent), and leaves in `slot` what that displaces. The common case swaps the two
+    /// values where they lie, rather than moving each through the stack.
+    #[inline(always)]
+    pub(crate) fn put_back(&mut self, key: Key, name: &'static str, slot: &mut Option<Value>) {
+        if let Some(value) = slot {
+            if let Some(place) = self.top_value_mut(key) {
+                mem::swap(place, value);
+                return;
+            }
+        }
+        let old = slot.take();
+        *slot = self.restore(key, name, old);
     }
 
     /// Removes `key`, returning its value.
@@ -366,6 +423,17 @@ impl Map {
 }
 
 impl Node {
+    /// Readies a root for a write: the write makes its cached inherited root stale, and
+    /// its values need a new generation.
+    ///
+    /// Dropping that cache frees no value: it was built from this root, and every write
+    /// since would have dropped it first, so the root still holds all it holds.
+    #[inline(always)]
+    fn written(&mut self) {
+        self.inherited.take();
+        *self.generation.get_mut() = 0;
+    }
+
     /// Gives this root its generation, once: threads that ask at the same time agree on
     /// the first number stored. Only uniqueness is at stake, so no ordering is needed.
     #[cold]

@@ -263,7 +263,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// on a thread in [strict mode](crate::strict) outside any task's context.
     #[track_caller]
     pub fn set(&self, value: T) -> Token<T> {
-        match self.write(Value::new(value)) {
+        match self.write(value, false) {
             Ok((token, _)) => token,
             Err(AccessError { .. }) => self.token_without_context(),
         }
@@ -283,7 +283,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// on a thread in [strict mode](crate::strict) outside any task's context.
     #[track_caller]
     pub fn try_set(&self, value: T) -> Result<Token<T>, AccessError> {
-        self.write(Value::new(value)).map(|(token, _)| token)
+        self.write(value, false).map(|(token, _)| token)
     }
 
     /// The token of a `set` that found no context (the thread is exiting): no context
@@ -292,18 +292,25 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         Token::new(self.key().id, self.name, current::NO_CONTEXT, None)
     }
 
-    /// Writes `value` into the current context; returns the token and the written value
-    /// (a handle on it, for identity).
+    /// Writes `value` into the current context; returns the token and, with `keep`, a
+    /// handle on the written value (for identity).
+    ///
+    /// The `Value` is made where the map stores it (see [`Map::insert_with`]), and the
+    /// handle is looked up only where it is used.
+    ///
+    /// [`Map::insert_with`]: crate::map::Map::insert_with
     #[track_caller]
-    fn write(&self, value: Value) -> Result<(Token<T>, Value), AccessError> {
+    #[inline(always)]
+    fn write(&self, value: T, keep: bool) -> Result<(Token<T>, Option<Value>), AccessError> {
         let key = self.key();
         let written = current::with_mut(|current| {
             if current.refuses_unscoped_set() {
                 return Err(value);
             }
             let context_id = current.prepare_write();
-            let handle = value.clone();
-            let old = current.context.map.insert(key, self.name, value);
+            let map = &mut current.context.map;
+            let old = map.insert_with(key, self.name, || Value::new(value));
+            let handle = if keep { map.get(key).cloned() } else { None };
             Ok((context_id, old, handle))
         });
         match written {
@@ -342,8 +349,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// variable is still in place (see [`ResetGuard`]).
     #[track_caller]
     pub fn set_scoped(&self, value: T) -> ResetGuard<'_, T> {
-        match self.write(Value::new(value)) {
-            Ok((token, written)) => ResetGuard::new(self, token, Some(written)),
+        match self.write(value, true) {
+            Ok((token, written)) => ResetGuard::new(self, token, written),
             Err(AccessError { .. }) => ResetGuard::new(self, self.token_without_context(), None),
         }
     }
@@ -456,8 +463,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     ///
     /// As [`Context::run`].
     pub fn sync_scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
-        let _overlay = current::overlay(self.key(), self.name, Value::new(value));
-        f()
+        current::overlay(self.key(), self.name, value, f)
     }
 
     /// A clone of the default, if any. Out of line, and `read` always inline: that keeps
