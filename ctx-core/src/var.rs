@@ -381,34 +381,34 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         written: Option<&Value>,
         abandon: bool,
     ) -> Result<(), ResetError> {
-        let (token_var, token_context, old) = token.into_parts();
+        let (token_var, token_context, mut old) = token.into_parts();
         let key = match self.assigned_key() {
             Some(key) if key.id == token_var => key,
             _ => return Err(ResetError::WrongVar),
         };
-        // Whatever leaves the map (or the unused `old`, on error) is dropped only after
-        // the borrow ends: its `Drop` is user code.
-        let displaced = current::with_mut(|current| {
+        // What leaves the map is left in `old` (which, on error, keeps the unused value),
+        // and dropped with it only after the borrow ends: its `Drop` is user code.
+        let outcome = current::with_mut(|current| {
             // Tokens always carry a real identity, never the 0 of an unwritten context.
             if current.context.id != token_context {
-                return Err((ResetError::WrongContext, old, Vec::new()));
+                return Err((ResetError::WrongContext, Vec::new()));
             }
             if let Some(written) = written {
                 let now = current.context.map.get(key);
                 if !now.is_some_and(|now| now.same(written)) {
                     let dropped = match abandon {
-                        true => current.abandon(key, written, old),
-                        false => old.into_iter().collect(),
+                        true => current.abandon(key, written, old.take()),
+                        false => Vec::new(),
                     };
-                    return Err((ResetError::Superseded, None, dropped));
+                    return Err((ResetError::Superseded, dropped));
                 }
             }
-            let restored = current.context.map.restore(key, self.name, old);
-            Ok((restored, current.undo_abandoned(key, self.name)))
+            current.context.map.put_back(key, self.name, &mut old);
+            Ok(current.undo_abandoned(key, self.name))
         });
-        match displaced {
+        match outcome {
             Ok(Ok(_displaced)) => Ok(()),
-            Ok(Err((error, _old, _dropped))) => Err(error),
+            Ok(Err((error, _dropped))) => Err(error),
             Err(AccessError { .. }) => Err(ResetError::ThreadExiting),
         }
     }

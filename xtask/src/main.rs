@@ -233,7 +233,10 @@ fn bench(quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// One row of the comparison: a ctx figure, its peer, and the target ratio.
+/// One row of the comparison: a ctx figure, its peer, and the target ratio. Where the
+/// first goals and the hot-path round's differ, the row holds the tighter: 1 024 vars
+/// ≤ 1.3× and poll ≤ 2.5 ns from the round, `set` + `reset` ≤ 0.3× and `sync_scope` ≤ 3×
+/// from the first.
 struct Target {
     what: &'static str,
     ours: &'static str,
@@ -261,7 +264,7 @@ const TARGETS: &[Target] = &[
         what: "`get`, 1024 vars set vs the 8-var `get`",
         ours: "get/ctx/1024",
         peer: "get/ctx/8",
-        kind: TargetKind::Ratio(2.0),
+        kind: TargetKind::Ratio(1.3),
     },
     Target {
         what: "(flow policy) `get` of a variable declared `inherit(false)`, 8 vars, vs an inherited one",
@@ -311,7 +314,7 @@ const TARGETS: &[Target] = &[
         peer: "poll/bare",
         kind: TargetKind::PerPollOverhead {
             polls: 1001.0,
-            max_ns: Some(3.0),
+            max_ns: Some(2.5),
         },
     },
     Target {
@@ -336,7 +339,7 @@ const TARGETS: &[Target] = &[
         what: "(same, one thread) tokio current-thread: `ctx_tokio::spawn` (8 vars) vs `tokio::spawn`",
         ours: "spawn_tokio_current_thread/ctx",
         peer: "spawn_tokio_current_thread/raw",
-        kind: TargetKind::PeerRatio,
+        kind: TargetKind::Ratio(1.05),
     },
     Target {
         what: "100 000 tasks spawned and joined, smol: `ctx_smol::spawn` (8 vars) vs `smol::spawn`",
