@@ -807,7 +807,9 @@ pub(crate) fn overlay<T: Send + Sync + 'static, R>(
     };
     let opened = with_mut(|current| {
         let context = &mut current.context;
-        scope.old = context.map.insert_with(var, name, || Value::new(value));
+        context
+            .map
+            .insert_into(var, name, || Value::new(value), &mut scope.old);
         let saved_id = std::mem::replace(&mut context.id, OVERLAID);
         let depth = current.depth();
         current.overlays.push(Overlay { saved_id, depth });

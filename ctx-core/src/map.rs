@@ -286,6 +286,24 @@ impl Map {
         self.insert_slow(key, name, make())
     }
 
+    /// [`Map::insert_with`], the value it replaces written into `old` (which holds none):
+    /// for a caller that keeps it, which would otherwise copy it out of a temporary.
+    #[inline(always)]
+    pub(crate) fn insert_into(
+        &mut self,
+        key: Key,
+        name: &'static str,
+        make: impl FnOnce() -> Value,
+        old: &mut Option<Value>,
+    ) {
+        debug_assert!(old.is_none(), "a slot for the replaced value");
+        if let Some(place) = self.top_value_mut(key) {
+            *old = Some(mem::replace(place, make()));
+            return;
+        }
+        *old = self.insert_slow(key, name, make());
+    }
+
     /// The value of `key`, ready to be replaced in place, when a root only this map
     /// holds has it in a slot of its own (see [`Map::insert`]); else `None`, and the
     /// write takes the general path.
@@ -721,6 +739,45 @@ mod tests {
             }
         }
         check(&map, &model);
+    }
+
+    /// `put_back` and `insert_into`, each way a write can go: in place at the root, at
+    /// a deeper level, as a new entry, as a removal, and into a root shared with a copy.
+    #[test]
+    fn writes_in_place_leave_the_displaced_value_where_asked() {
+        let mut map = Map::new();
+        for id in 1..=70 {
+            map.insert(key(id), "v", value(u64::from(id)));
+        }
+        // 66 shares its root chunk with 2: it lives a level down.
+        for (id, deep) in [(5, false), (66, true)] {
+            let mut slot = Some(value(500));
+            map.put_back(key(id), "v", &mut slot);
+            assert_eq!(
+                slot.map(|v| *v.as_any().downcast_ref::<u64>().unwrap()),
+                Some(u64::from(id)),
+                "deep: {deep}"
+            );
+            assert_eq!(read(&map, key(id)), Some(500));
+        }
+        let copy = map.clone();
+        let mut old = None;
+        map.insert_into(key(5), "v", || value(501), &mut old);
+        assert!(old.is_some_and(|v| v.as_any().downcast_ref::<u64>() == Some(&500)));
+        assert_eq!(read(&copy, key(5)), Some(500), "the copy keeps its value");
+        assert_eq!(read(&map, key(5)), Some(501));
+        let mut absent = None;
+        map.insert_into(key(99), "v", || value(99), &mut absent);
+        assert!(absent.is_none());
+        let mut remove = None;
+        map.put_back(key(99), "v", &mut remove);
+        assert!(remove.is_some_and(|v| v.as_any().downcast_ref::<u64>() == Some(&99)));
+        assert_eq!(read(&map, key(99)), None);
+        let mut new = Some(value(100));
+        map.put_back(key(100), "v", &mut new);
+        assert!(new.is_none(), "nothing was displaced");
+        assert_eq!(read(&map, key(100)), Some(100));
+        assert_eq!(read(&copy, key(100)), None);
     }
 
     #[test]
