@@ -27,7 +27,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(op), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u32>())) else {
         eprintln!(
-            "usage: icount <get|set|set_reset|get_local|current|inherited|run|sync_scope|enter|poll|bare|spawn|spawn_raw> <n>"
+            "usage: icount <get|get_deep|set|set_reset|get_local|current|inherited|run|sync_scope|enter|poll|bare|spawn|spawn_raw> <n>"
         );
         std::process::exit(2);
     };
@@ -41,6 +41,7 @@ fn main() {
     let last = vars[7];
     let op = match op.as_str() {
         "get" => get,
+        "get_deep" => get_deep,
         "set" => set,
         "set_reset" => set_reset,
         "get_local" => get_local,
@@ -67,6 +68,21 @@ fn get(n: u32, last: Var, _: Var) {
     (0..n).for_each(|_| {
         black_box(black_box(last).get());
     });
+}
+
+/// `get` of the last of 1 024 variables, two levels down the map: a context of its own,
+/// made once, whose cost the difference of two runs leaves out.
+#[inline(never)]
+fn get_deep(n: u32, _: Var, _: Var) {
+    let mut deep = Context::new();
+    let mut last = None;
+    for i in 0..1024 {
+        let var: Var = Box::leak(Box::new(ContextVar::new("deep")));
+        deep = deep.with_value(var, i);
+        last = Some(var);
+    }
+    let last = last.expect("1 024 variables");
+    deep.run(|| get(n, last, last));
 }
 
 #[inline(never)]

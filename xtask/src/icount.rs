@@ -42,6 +42,11 @@ const PROBES: &[Probe] = &[
         args: &["get"],
     },
     Probe {
+        name: "get (1 024 vars, two levels down)",
+        harness: Harness::Core,
+        args: &["get_deep"],
+    },
+    Probe {
         name: "set + reset",
         harness: Harness::Core,
         args: &["set_reset"],
