@@ -27,7 +27,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(op), Some(Ok(n))) = (args.get(1), args.get(2).map(|n| n.parse::<u32>())) else {
         eprintln!(
-            "usage: icount <get|get_deep|set|set_reset|get_local|current|inherited|run|sync_scope|enter|poll|bare|spawn|spawn_raw> <n>"
+            "usage: icount <get|get_deep|set|set_reset|set_reset_local|set_reset_deep|get_local|current|inherited|run|sync_scope|enter|poll|bare|spawn|spawn_raw> <n>"
         );
         std::process::exit(2);
     };
@@ -45,6 +45,8 @@ fn main() {
         "set" => set,
         "set_reset" => set_reset,
         "get_local" => get_local,
+        "set_reset_local" => set_reset_local,
+        "set_reset_deep" => set_reset_deep,
         "current" => current,
         "inherited" => inherited,
         "run" => run,
@@ -70,10 +72,9 @@ fn get(n: u32, last: Var, _: Var) {
     });
 }
 
-/// `get` of the last of 1 024 variables, two levels down the map: a context of its own,
-/// made once, whose cost the difference of two runs leaves out.
-#[inline(never)]
-fn get_deep(n: u32, _: Var, _: Var) {
+/// A context of 1 024 variables, and the last of them, two levels down the map: made
+/// once per run, a cost the difference of two runs leaves out.
+fn deep_context() -> (Context, Var) {
     let mut deep = Context::new();
     let mut last = None;
     for i in 0..1024 {
@@ -81,8 +82,27 @@ fn get_deep(n: u32, _: Var, _: Var) {
         deep = deep.with_value(var, i);
         last = Some(var);
     }
-    let last = last.expect("1 024 variables");
+    (deep, last.expect("1 024 variables"))
+}
+
+/// `get` of a variable two levels down.
+#[inline(never)]
+fn get_deep(n: u32, _: Var, _: Var) {
+    let (mut deep, last) = deep_context();
     deep.run(|| get(n, last, last));
+}
+
+/// `set` + `reset` of a variable two levels down.
+#[inline(never)]
+fn set_reset_deep(n: u32, _: Var, _: Var) {
+    let (mut deep, last) = deep_context();
+    deep.run(|| set_reset(n, last, last));
+}
+
+/// `set` + `reset` of a variable spawned tasks do not inherit.
+#[inline(never)]
+fn set_reset_local(n: u32, _: Var, local: Var) {
+    set_reset(n, local, local);
 }
 
 #[inline(never)]

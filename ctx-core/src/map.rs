@@ -315,8 +315,7 @@ impl Map {
         };
         // Before the lookup: a write follows on either path.
         root.written();
-        let at = usize::from(root.index[chunk(key.id, 0)]).wrapping_sub(1);
-        match root.slots.get_mut(at)? {
+        match root.slot_mut(key.id, 0)? {
             Slot::Leaf(leaf) if leaf.id == key.id => Some(&mut leaf.value),
             _ => None,
         }
@@ -329,6 +328,13 @@ impl Map {
         let mut node = self.root_mut();
         if key.local {
             node = unique(node.local.get_or_insert_with(|| Arc::new(Node::new())));
+        }
+        // A new value for a variable already there, a level down or in the local trie:
+        // in place, as the inline path does at the root. Building a new leaf and
+        // inserting it cost a `set` + `reset` of such a variable 636 and 477
+        // instructions, against 246.
+        if let Some(place) = node.value_mut(key.id) {
+            return Some(mem::replace(place, value));
         }
         let id = key.id;
         node.insert(Leaf { id, name, value }, 0)
@@ -441,11 +447,41 @@ impl Map {
 }
 
 impl Node {
-    /// The slot for `id` at this node, a level starting at bit `shift` of the id.
+    /// Where the slot for `id` is in `slots` at this node, a level starting at bit
+    /// `shift` of the id: out of range when there is none.
+    #[inline(always)]
+    fn position(&self, id: u32, shift: u32) -> usize {
+        usize::from(self.index[chunk(id, shift)]).wrapping_sub(1)
+    }
+
+    /// The slot for `id` at this node (see [`Node::position`]).
     #[inline(always)]
     fn slot(&self, id: u32, shift: u32) -> Option<&Slot> {
-        let at = self.index[chunk(id, shift)];
-        self.slots.get(usize::from(at).wrapping_sub(1))
+        self.slots.get(self.position(id, shift))
+    }
+
+    /// [`Node::slot`], to write.
+    #[inline(always)]
+    fn slot_mut(&mut self, id: u32, shift: u32) -> Option<&mut Slot> {
+        let at = self.position(id, shift);
+        self.slots.get_mut(at)
+    }
+
+    /// The value of `id` in the trie this node is the root of, ready to be replaced in
+    /// place: each node below made this map's own first (copied where shared, as any
+    /// write would). `None` when absent.
+    fn value_mut(&mut self, id: u32) -> Option<&mut Value> {
+        let mut node = self;
+        let mut shift = 0;
+        loop {
+            match node.slot_mut(id, shift)? {
+                Slot::Leaf(leaf) => return (leaf.id == id).then_some(&mut leaf.value),
+                Slot::Branch(child) => {
+                    node = unique(child);
+                    shift += BITS;
+                }
+            }
+        }
     }
 
     /// [`Map::get`] from this node down, this node being at the level starting at bit
@@ -825,6 +861,43 @@ mod tests {
         assert!(new.is_none(), "nothing was displaced");
         assert_eq!(read(&map, key(100)), Some(100));
         assert_eq!(read(&copy, key(100)), None);
+    }
+
+    /// A new value for a variable a level down, or in the local trie, replaces the old
+    /// one in place (the general path's shortcut): the counts stay, and a copy taken
+    /// before keeps its values, the shared nodes on the way being copied first.
+    #[test]
+    fn values_below_the_root_are_replaced_in_place_and_copies_keep_theirs() {
+        let mut map = Map::new();
+        for id in 1..200 {
+            map.insert(key(id), "v", value(u64::from(id)));
+        }
+        // 6 and 70 share their root chunk: 70 lives a level down in the local trie.
+        for id in [6, 70] {
+            map.insert(local(id), "l", value(u64::from(id)));
+        }
+        let len = map.len();
+        let copy = map.clone();
+        for round in 1..=2 {
+            let new = 1000 * round;
+            for k in [key(130), key(5), local(6), local(70)] {
+                let old = map.insert(k, "v", value(new + u64::from(k.id)));
+                let expected = if round == 1 {
+                    k.id.into()
+                } else {
+                    1000 + u64::from(k.id)
+                };
+                assert_eq!(old.map(|v| *v.downcast::<u64>()), Some(expected));
+                assert_eq!(read(&map, k), Some(new + u64::from(k.id)));
+                assert_eq!(
+                    read(&copy, k),
+                    Some(k.id.into()),
+                    "the copy keeps its value"
+                );
+            }
+            assert_eq!(map.len(), len);
+            assert_eq!(copy.len(), len);
+        }
     }
 
     #[test]

@@ -52,6 +52,16 @@ const PROBES: &[Probe] = &[
         args: &["set_reset"],
     },
     Probe {
+        name: "set + reset, a variable spawned tasks do not inherit",
+        harness: Harness::Core,
+        args: &["set_reset_local"],
+    },
+    Probe {
+        name: "set + reset (1 024 vars, two levels down)",
+        harness: Harness::Core,
+        args: &["set_reset_deep"],
+    },
+    Probe {
         name: "Context::current() + drop",
         harness: Harness::Core,
         args: &["current"],
