@@ -4,25 +4,32 @@
 //! plain value, which runs no user code, without counting the borrow: [`peek`]);
 //! writes borrow it mutably for a few instructions. The slot has no drop glue, so that
 //! no access checks whether it was destroyed; the thread's first write registers the
-//! [`Teardown`] that frees it at exit. Making a context current is a *swap*: the entered
-//! context moves into the slot, the previous one moves out to where the swap keeps it,
-//! and leaving moves them back. A swap moves two words: no reference count changes, no
-//! allocation, nothing dropped. Every way of making a context current is one:
+//! [`Teardown`] that frees it at exit. Making a context current opens a *frame*, in one
+//! of two ways:
 //!
 //! - [`Context::run`] and each poll (and the drop) of a [`WithContext`](crate::WithContext)
-//!   enter with [`enter`], whose guard keeps the previous context in the caller's own
-//!   `Context` value and swaps back when it drops: on return, on panic, or when a future
-//!   is dropped;
+//!   enter with [`enter`], which *points* at the caller's own `Context`: the context stays
+//!   where it is, borrowed by the guard for the frame's whole life, and the thread's
+//!   [`Current::active`] pointer names it. Reads and writes go through that pointer, so a
+//!   set lands in the caller's `Context` itself. The guard puts the previous pointer back
+//!   when it drops: on return, on panic, or when a future is dropped. Opening and closing
+//!   such a frame writes one word each way and counts no borrow, which is what keeps a
+//!   poll cheap: swapping two words in and out of the slot, with the borrow flag and the
+//!   depth count, chained each poll's loads behind the stores of the one before.
+//!   [`strict::run`](crate::strict::run)'s empty strict base is entered the same way;
 //! - [`Context::enter`] makes an [`Entry`](crate::Entry), for executors whose "before
-//!   poll" and "after poll" are two calls: the previous context is kept on the thread's
-//!   own stack of entries until [`Entry::leave`](crate::Entry::leave) (or its drop);
-//! - [`strict::run`](crate::strict::run) enters an empty context as a strict base.
+//!   poll" and "after poll" are two calls: its context has no caller's stack to stay on,
+//!   so it is *swapped* into the slot, the previous one kept on the thread's own stack
+//!   of entries (with the pointer that was active) until
+//!   [`Entry::leave`](crate::Entry::leave) (or its drop). A swap moves two words: no
+//!   reference count changes, no allocation, nothing dropped.
 //!
-//! Each swap is a *frame* at a depth: the number of swaps open on the thread once it is
-//! made. Frames close in the reverse order. Observers are told of each entry after the
-//! swap and of each exit before the swap back, outside every borrow; a panic in one
-//! cannot leave the thread in the wrong context, since the guard already exists when
-//! they run, and the swap back happens even when one of them panics.
+//! The thread's *depth* counts its open entries; a frame that points is known by its
+//! context's address, which no other open frame shares. Frames close in the reverse
+//! order. Observers are told of each entry once it is made and of each exit before it
+//! is undone, outside every borrow; a panic in one cannot leave the thread in the wrong
+//! context, since the guard already exists when they run, and the exit happens even
+//! when one of them panics.
 //!
 //! Frames are left out of order only by misuse of an [`Entry`](crate::Entry) (one kept
 //! past the `run` or poll it was entered in, or left while a later one is open). A
@@ -49,11 +56,17 @@
 //!
 //! The discipline that keeps this sound: no user code (a value's `Drop`, a default
 //! builder, an observer) runs while the slot is mutably borrowed. Values that a write
-//! displaces are carried out of the borrow and dropped after it ends.
+//! displaces are carried out of the borrow and dropped after it ends. A frame that
+//! points leaves its context where the caller keeps it, borrowed exclusively by the
+//! guard until the guard drops, and the guard puts the previous pointer back before
+//! that; what a read or write makes of the pointer lives only inside its closure, which
+//! cannot outlive the frame it runs in.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
+use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Context;
@@ -67,7 +80,7 @@ thread_local! {
     /// every access whether it was destroyed yet, three instructions of a `get` and of
     /// each half of a poll. [`Teardown`] empties it at thread exit instead.
     static CURRENT: ManuallyDrop<RefCell<Current>> =
-        const { ManuallyDrop::new(RefCell::new(Current::EMPTY)) };
+        const { ManuallyDrop::new(RefCell::new(Current::empty())) };
     /// Registered by the first write on the thread (see [`with_mut`]).
     static TEARDOWN: Teardown = const { Teardown };
 }
@@ -76,8 +89,8 @@ thread_local! {
 /// to it as an exiting thread's: [`with`], [`read`], [`peek`] and [`with_mut`] fail with
 /// [`AccessError`], [`enter`] enters nothing.
 ///
-/// Only a write can leave anything in the slot to free: a frame's swap puts back what
-/// it took out before its caller returns, and every other change is a [`with_mut`],
+/// Only a write can leave anything in the slot to free: a frame puts back what it
+/// changed before its caller returns, and every other change is a [`with_mut`],
 /// which registers this first. A thread that never writes registers nothing, and its
 /// state (an empty context) needs no freeing.
 struct Teardown;
@@ -87,7 +100,7 @@ impl Drop for Teardown {
         let left = CURRENT.with(|slot| {
             // Nothing is borrowed at thread exit: no frame is open.
             let mut current = slot.try_borrow_mut().ok()?;
-            let left = std::mem::replace(&mut *current, Current::EMPTY);
+            let left = std::mem::replace(&mut *current, Current::empty());
             // The slot stays borrowed for writing: every later access fails, which
             // tells the rest of the thread's exit (other thread-locals' destructors,
             // the `Drop` of the values freed below) that the thread is exiting.
@@ -108,15 +121,23 @@ pub(crate) const NO_CONTEXT: u64 = u64::MAX - 1;
 
 /// A thread's current context, and the frames open on it.
 pub(crate) struct Current {
-    pub(crate) context: Context,
-    /// How many frames are open on this thread (its depth: 0 while its own context is
-    /// current), and above [`ORPHANS`] how many `entries` are orphaned (see the module
-    /// docs): one word, so that a frame's exit checks both, and its own observers, in
-    /// one comparison with its [`Frame`].
+    /// The thread's own context, or the innermost entry's: current while no frame that
+    /// points is open above the innermost entry.
+    slot: Context,
+    /// The current context: that of the innermost frame that points (see the module
+    /// docs), opened since the innermost entry; else `slot`, or [`UNWRITTEN`] until
+    /// the thread's first write. Never null, so that a read follows it without a test.
+    /// A `Cell`, so that a frame sets it through a shared reference, counting no borrow.
+    active: Cell<*mut Context>,
+    /// How many entries are open on this thread (its depth: 0 while its own context or
+    /// a frame that points is innermost), and above [`ORPHANS`] how many of them are
+    /// orphaned (see the module docs): one word, so that a frame's exit checks both, and
+    /// its own observers, in one comparison with its [`Frame`].
     frames: u64,
-    /// The depth of the innermost strict base ([`strict::run`](crate::strict::run)), 0
-    /// for the thread's own context: where a strict thread refuses `set`s.
-    base: u32,
+    /// The innermost strict base ([`strict::run`](crate::strict::run)): the depth and
+    /// the frame it was entered as (see [`Current::frame_context`]); 0 and null for the
+    /// thread's own context. Where a strict thread refuses `set`s.
+    base: (u32, *const Context),
     /// Whether a `set` at the base depth is refused (see [`crate::strict`]).
     pub(crate) strict: bool,
     /// The last serial handed to an entry: tells an entry's own frame from a later one
@@ -154,8 +175,10 @@ const ABANDONED: usize = 16;
 struct Held {
     serial: u64,
     frame: Frame,
-    /// The context that was current before.
+    /// What the slot held before.
     previous: Context,
+    /// The active pointer before: what was current, with `previous`.
+    active: *mut Context,
     /// Left out of order under a later frame: closes when the frames above it have.
     orphaned: bool,
 }
@@ -166,10 +189,29 @@ struct Held {
 struct Overlay {
     /// The context's identity before the scope.
     saved_id: u64,
-    /// [`Current::depth`] when the scope opened: it belongs to the current context
-    /// while the two are equal.
+    /// [`Current::depth`] and [`Current::active`] when the scope opened: it belongs to
+    /// the current context while both are the same. (The scope's own write made the
+    /// pointer name the slot if it named [`UNWRITTEN`], and only an entry's exit could
+    /// put that back, which leaves an entry opened before the scope orphaned.)
     depth: u32,
+    active: *mut Context,
 }
+
+impl Overlay {
+    /// Whether the overlay is laid over the current context.
+    #[inline]
+    fn here(&self, current: &Current) -> bool {
+        self.depth == current.depth() && self.active == current.active.get()
+    }
+}
+
+/// What [`Current::active`] names on a thread that has not written yet: its own
+/// context, empty, which only a write needs in the slot. Never written to: a write
+/// moves the pointer to the slot first ([`Current::context_mut`]).
+static UNWRITTEN: Context = Context::new();
+
+/// [`UNWRITTEN`]'s address, as [`Current::active`] holds it.
+const UNWRITTEN_CONTEXT: *mut Context = (&raw const UNWRITTEN).cast_mut();
 
 /// Where the orphans' count starts in [`Current::frames`]: above a [`Frame`]'s depth
 /// and observers.
@@ -177,17 +219,16 @@ const ORPHANS: u32 = 48;
 /// Where the observers' count starts in a [`Frame`].
 const OBSERVERS: u32 = 32;
 
-/// What a frame's guard (or an entry's record) knows of its frame: its depth, and above
-/// [`OBSERVERS`] how many observers were told of its entry. One word, so that a guard
-/// is a pair of scalars that stays in registers, and equal to [`Current::frames`]
-/// exactly when the frame is innermost, no observer was told and no orphan waits: when
-/// it can close without the slow path.
+/// What a frame's guard (or an entry's record) knows of its frame: its depth (for a
+/// frame that points, the depth it was opened at, with the orphans then waiting), and
+/// above [`OBSERVERS`] how many observers were told of its entry. One word, equal to
+/// [`Current::frames`] exactly when no entry opened since is still open, no observer
+/// was told and no orphan is new: when it can close without the slow path.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Frame(u64);
 
 impl Frame {
-    /// A frame at `depth` whose observers are not told yet; depth 0 for nothing entered
-    /// (the thread is exiting).
+    /// A frame at `depth` whose observers are not told yet.
     #[inline]
     fn at(depth: u32) -> Self {
         Frame(u64::from(depth))
@@ -224,49 +265,117 @@ impl Frame {
 
 impl Current {
     /// A thread's state before its first write: its own context, empty.
-    const EMPTY: Current = Current {
-        context: Context::new(),
-        frames: 0,
-        base: 0,
-        strict: false,
-        serial: 0,
-        entries: Vec::new(),
-        overlays: Vec::new(),
-        opened: Vec::new(),
-        abandoned: Vec::new(),
-    };
+    const fn empty() -> Current {
+        Current {
+            slot: Context::new(),
+            active: Cell::new(UNWRITTEN_CONTEXT),
+            frames: 0,
+            base: (0, ptr::null()),
+            strict: false,
+            serial: 0,
+            entries: Vec::new(),
+            overlays: Vec::new(),
+            opened: Vec::new(),
+            abandoned: Vec::new(),
+        }
+    }
 
-    /// How many frames are open.
+    /// How many entries are open.
     #[inline]
     fn depth(&self) -> u32 {
         self.frames as u32
+    }
+
+    /// The slot's address, to compare [`Current::active`] with (see [`slot_pointer`]
+    /// for one to follow).
+    #[inline(always)]
+    fn slot_context(&self) -> *mut Context {
+        ptr::from_ref(&self.slot).cast_mut()
+    }
+
+    /// The context of the innermost frame that points, if one is open above the
+    /// innermost entry; null when the slot's context is current.
+    #[inline]
+    fn frame_context(&self) -> *const Context {
+        let active = self.active.get();
+        if active == UNWRITTEN_CONTEXT || active == self.slot_context() {
+            return ptr::null();
+        }
+        active
+    }
+
+    /// The current context, read through the pointer with no test: for a borrow of the
+    /// slot counted as shared or not counted at all ([`read`], [`unguarded`]), never
+    /// for one made from a mutable borrow, which a read through the slot's own pointer
+    /// would end.
+    #[inline(always)]
+    #[expect(unsafe_code, reason = "reads the current context through its pointer")]
+    fn reading(&self) -> &Context {
+        // SAFETY: `active` names a live context (see `context`); when that is the slot,
+        // the pointer comes from the `RefCell`'s own (`slot_pointer`), and a read
+        // through it is a shared read of the slot like the caller's own.
+        unsafe { &*self.active.get() }
+    }
+
+    /// The current context.
+    #[inline(always)]
+    #[expect(unsafe_code, reason = "reads the context of a frame that points")]
+    pub(crate) fn context(&self) -> &Context {
+        let active = self.active.get();
+        if active == self.slot_context() {
+            return &self.slot;
+        }
+        // SAFETY: `active` is `UNWRITTEN` (a static never written to) or the context of
+        // an open frame that points, exclusively borrowed by its guard, which puts back
+        // the pointer it replaced before that borrow ends; nothing else reaches that
+        // context meanwhile. The frame outlives `self`'s borrow: borrows of the slot live
+        // inside closures run further down the stack than the frame's guard.
+        unsafe { &*active }
+    }
+
+    /// The current context, to write to.
+    #[inline(always)]
+    pub(crate) fn context_mut(&mut self) -> &mut Context {
+        self.writing().0
+    }
+
+    /// The current context, to write to, and the maps the open overlays keep (a field
+    /// apart, so that one lookup of the context serves a write that needs both).
+    #[inline(always)]
+    #[expect(unsafe_code, reason = "writes to the context of a frame that points")]
+    fn writing(&mut self) -> (&mut Context, &mut Vec<Map>) {
+        let active = self.active.get();
+        if active == UNWRITTEN_CONTEXT {
+            // The thread's first write: its own context goes where writes can reach it.
+            self.active.set(slot_pointer());
+            return (&mut self.slot, &mut self.opened);
+        }
+        if active == self.slot_context() {
+            return (&mut self.slot, &mut self.opened);
+        }
+        // SAFETY: as in `context` (and `active` is not `UNWRITTEN`); the slot is
+        // borrowed mutably, so no reference made by `context` is alive either.
+        (unsafe { &mut *active }, &mut self.opened)
     }
 
     /// Whether a `set` now would land in the thread's own base context (or a strict
     /// base), outside any entered context or scope, on a thread that refuses that.
     pub(crate) fn refuses_unscoped_set(&self) -> bool {
         self.strict
-            && self.depth() == self.base
-            && self.overlays.last().is_none_or(|o| o.depth < self.depth())
+            && (self.depth(), self.frame_context()) == self.base
+            && self.overlays.last().is_none_or(|o| !o.here(self))
     }
 
     /// Readies the current context for a `set`: gives it an identity for tokens, and
     /// under an overlay nobody has written to yet, first records the map that overlay
-    /// must restore.
-    pub(crate) fn prepare_write(&mut self) -> u64 {
-        match self.context.id {
-            0 => self.context.id = next_context_id(),
-            OVERLAID => {
-                // The innermost overlay belongs to this context, and nothing has written
-                // to it yet: from here the map differs by more than its value. Overlays
-                // further out need nothing: they had no write either, and this one will
-                // restore exactly what they saw.
-                self.opened.push(self.context.map.clone());
-                self.context.id = next_context_id();
-            }
-            _ => {}
+    /// must restore. The identity, and the context to write to.
+    #[inline]
+    pub(crate) fn prepare_write(&mut self) -> (u64, &mut Context) {
+        let (context, opened) = self.writing();
+        if matches!(context.id, 0 | OVERLAID) {
+            identify(context, opened);
         }
-        self.context.id
+        (context.id, context)
     }
 
     /// Whether `id` is the identity the current context had before the `sync_scope`s
@@ -275,7 +384,7 @@ impl Current {
         self.overlays
             .iter()
             .rev()
-            .take_while(|o| o.depth == self.depth())
+            .take_while(|o| o.here(self))
             .any(|o| o.saved_id == id)
     }
 
@@ -290,7 +399,7 @@ impl Current {
             dropped.extend(self.abandoned.remove(0).old);
         }
         self.abandoned.push(Abandoned {
-            context: self.context.id,
+            context: self.context().id,
             var: var.id,
             written: written.downgrade(),
             old,
@@ -313,53 +422,60 @@ impl Current {
     #[inline(never)]
     fn undo_abandoned_slow(&mut self, var: Key, name: &'static str) -> Vec<Value> {
         let mut displaced = Vec::new();
-        while let Some(now) = self.context.map.get(var) {
+        while let Some(now) = self.context().map.get(var) {
+            let id = self.context().id;
             let found = self.abandoned.iter().position(|abandoned| {
-                abandoned.context == self.context.id
-                    && abandoned.var == var.id
-                    && abandoned.written.is(now)
+                abandoned.context == id && abandoned.var == var.id && abandoned.written.is(now)
             });
             let Some(at) = found else { break };
             let abandoned = self.abandoned.remove(at);
-            displaced.extend(self.context.map.restore(var, name, abandoned.old));
+            displaced.extend(self.context_mut().map.restore(var, name, abandoned.old));
         }
         displaced
     }
 
-    /// The swap that opens a frame: `ctx` becomes current, and holds the previous one.
+    /// The swap that opens an entry: `ctx` moves into the slot, which becomes current,
+    /// and holds what the slot held. The new depth, and the pointer that was active.
     #[inline]
-    fn swap_in(&mut self, ctx: &mut Context) -> u32 {
-        std::mem::swap(&mut self.context, ctx);
+    fn swap_in(&mut self, ctx: &mut Context) -> (u32, *mut Context) {
+        std::mem::swap(&mut self.slot, ctx);
         self.frames += 1;
-        self.depth()
+        (self.depth(), self.active.replace(slot_pointer()))
     }
 
-    /// The swap that closes the innermost frame: `ctx`, holding what was current before
-    /// it, becomes current again, and holds the context that is left.
+    /// The swap that closes the innermost entry: `ctx` and `active`, what was current
+    /// before it, become current again, and `ctx` holds the context that is left.
     #[inline]
-    fn swap_out(&mut self, ctx: &mut Context) {
-        std::mem::swap(&mut self.context, ctx);
+    fn swap_out(&mut self, ctx: &mut Context, active: *mut Context) {
+        debug_assert!(self.frame_context().is_null(), "the entry is innermost");
+        std::mem::swap(&mut self.slot, ctx);
+        self.active.set(active);
         self.frames -= 1;
     }
 
-    /// Whether an overlay is open in the innermost frame: an entry that is innermost by
-    /// depth still has a scope open inside it.
+    /// Whether the innermost entry is the innermost frame: no frame that points, opened
+    /// since, is open.
     #[inline]
-    fn overlaid_here(&self) -> bool {
-        self.overlays
-            .last()
-            .is_some_and(|o| o.depth == self.depth())
+    fn entry_innermost(&self, held: &Held) -> bool {
+        held.frame.depth() == self.depth() && self.frame_context().is_null()
     }
 
-    /// Whether anything other than entries is open above `depth`: a `run`, a poll or
-    /// an overlay, whose state lives on the stack of the code that opened it.
+    /// Whether an overlay is open in the innermost frame: an entry that is innermost
+    /// still has a scope open inside it.
+    #[inline]
+    fn overlaid_here(&self) -> bool {
+        self.overlays.last().is_some_and(|o| o.here(self))
+    }
+
+    /// Whether anything other than entries is open above the entry at `depth`: a `run`,
+    /// a poll or an overlay, whose state lives on the stack of the code that opened it.
     fn lexical_above(&self, depth: u32) -> bool {
-        let entries_above = self
-            .entries
-            .iter()
-            .filter(|h| h.frame.depth() > depth)
-            .count();
-        self.depth() - depth != entries_above as u32
+        let slot = self.slot_context();
+        !self.frame_context().is_null()
+            || self
+                .entries
+                .iter()
+                .any(|h| h.frame.depth() > depth && h.active != slot)
             || self.overlays.last().is_some_and(|o| o.depth >= depth)
     }
 }
@@ -369,7 +485,7 @@ impl Current {
 /// Fails only once the thread is exiting (see [`Teardown`]).
 #[inline]
 pub(crate) fn with<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessError> {
-    read(|current| f(&current.context))
+    read(|current| f(current.reading()))
 }
 
 /// Runs `f` with the thread's whole state borrowed shared.
@@ -397,13 +513,29 @@ pub(crate) fn read<R>(f: impl FnOnce(&Current) -> R) -> Result<R, AccessError> {
     reason = "reads the thread-local without counting the borrow"
 )]
 pub(crate) unsafe fn peek<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessError> {
+    // SAFETY: the caller's guarantee.
+    unsafe { unguarded(|current| f(current.reading())) }
+}
+
+/// Runs `f` with the thread's whole state, without counting a borrow: for [`peek`], and
+/// for a frame that points, which sets [`Current::active`] through the shared reference.
+///
+/// # Safety
+///
+/// As for [`peek`].
+#[inline(always)]
+#[expect(
+    unsafe_code,
+    reason = "reads the thread-local without counting the borrow"
+)]
+unsafe fn unguarded<R>(f: impl FnOnce(&Current) -> R) -> Result<R, AccessError> {
     slot(|slot| {
         // SAFETY: `try_borrow_unguarded` fails if a mutable borrow is open, and none can
         // be opened while the reference it gives lives: `f`, the only code that runs
         // before it is dropped, cannot open one (the caller guarantees it). It fails
         // only once the thread is torn down (see `read`).
         match unsafe { slot.try_borrow_unguarded() } {
-            Ok(current) => Ok(f(&current.context)),
+            Ok(current) => Ok(f(current)),
             Err(_) => Err(AccessError::new()),
         }
     })
@@ -424,7 +556,7 @@ pub(crate) fn with_mut<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, Access
     swap(f)
 }
 
-/// [`with_mut`] for a frame's swaps, which leave nothing behind to free (see
+/// [`with_mut`] for a scope's exit, which leaves nothing behind to free (see
 /// [`Teardown`]) and so need not register the teardown.
 #[inline(always)]
 fn swap<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, AccessError> {
@@ -434,7 +566,20 @@ fn swap<R>(f: impl FnOnce(&mut Current) -> R) -> Result<R, AccessError> {
     })
 }
 
-/// Runs `f` with the thread's slot, unborrowed: the one access to [`CURRENT`].
+/// The slot's context, as [`Current::active`] holds it: a pointer made from the
+/// `RefCell`'s own, so that following it reads the slot as any borrow of the `RefCell`
+/// does, which one made from a mutable borrow of it would not.
+#[inline]
+#[expect(unsafe_code, reason = "projects the thread-local's raw pointer")]
+fn slot_pointer() -> *mut Context {
+    let cell = CURRENT.with(|slot| slot.as_ptr());
+    // SAFETY: `cell` points to the thread-local, alive for the thread; `&raw mut` makes
+    // no reference, so it asserts nothing about borrows open on it.
+    unsafe { &raw mut (*cell).slot }
+}
+
+/// Runs `f` with the thread's slot, unborrowed: the one access to [`CURRENT`] besides
+/// [`slot_pointer`]'s.
 #[inline(always)]
 fn slot<R>(f: impl FnOnce(&RefCell<Current>) -> Result<R, AccessError>) -> Result<R, AccessError> {
     // `try_with` and not `with`, which moves the closure once more (and is out of line
@@ -460,75 +605,94 @@ fn refused(slot: &RefCell<Current>) -> AccessError {
     )
 }
 
-/// Makes `ctx` the current context until the returned guard drops.
+/// Makes `ctx` the current context until the returned guard drops: opens a frame that
+/// points (see the module docs).
 ///
-/// While entered, `ctx` holds the previous current context; the guard swaps them back.
-/// While the thread is exiting there is no current context to swap: the guard then
-/// does nothing, and code runs as it is.
+/// Code run in the frame reads and writes `ctx` itself. While the thread is exiting
+/// there is no current context: the guard then does nothing, and code runs as it is.
 #[inline(always)]
+#[expect(unsafe_code, reason = "opens the frame without counting a borrow")]
 pub(crate) fn enter(ctx: &mut Context) -> Entered<'_> {
-    let Ok(depth) = swap(|current| current.swap_in(ctx)) else {
-        return Entered::exiting(ctx);
+    let me: *mut Context = ctx;
+    // SAFETY: the closure only reads `frames` and sets the `Cell`.
+    let opened = unsafe {
+        unguarded(|current| {
+            let previous = current.active.replace(me);
+            (previous, Frame::at(current.depth()))
+        })
     };
-    let entered = Entered {
-        ctx,
-        frame: Frame::at(depth),
+    let Ok((previous, frame)) = opened else {
+        return Entered::exiting();
+    };
+    let mut entered = Entered {
+        previous,
+        frame,
+        _borrow: PhantomData,
     };
     let installed = observer::installed();
     if installed > 0 {
-        return entered.tell_observers(installed);
+        entered.tell_observers(installed);
     }
     entered
 }
 
-/// The frame [`enter`] opened: closes it when dropped.
+/// The frame [`enter`] opened: closes it when dropped. Two words, that the guard's
+/// drop on the unwinding path keeps on the stack: each one more there was a store the
+/// exit loaded back.
 pub(crate) struct Entered<'a> {
-    /// The previous context, while entered.
-    ctx: &'a mut Context,
-    /// Depth 0 when nothing was entered: the thread is exiting.
+    /// The pointer that was active before.
+    previous: *mut Context,
     frame: Frame,
+    /// The context entered, which the thread's pointer names until the frame closes.
+    _borrow: PhantomData<&'a mut Context>,
 }
 
-impl<'a> Entered<'a> {
-    /// The guard of a frame that was not opened: the thread is exiting.
+impl Entered<'_> {
+    /// The guard of a frame that was not opened: the thread is exiting, and its drop
+    /// will find it so too.
     #[cold]
-    fn exiting(ctx: &'a mut Context) -> Self {
+    fn exiting() -> Self {
         Entered {
-            ctx,
+            previous: ptr::null_mut(),
             frame: Frame::at(0),
+            _borrow: PhantomData,
         }
     }
 
     /// Tells the observers of the entry (see [`Frame::tell_entered`]).
     #[cold]
     #[inline(never)]
-    fn tell_observers(mut self, installed: u32) -> Self {
+    fn tell_observers(&mut self, installed: u32) {
         let panicked = self.frame.tell_entered(installed);
         // Resumed with the guard alive: dropped as the panic unwinds, it closes the frame.
         resume(panicked);
-        self
     }
 }
 
 impl Drop for Entered<'_> {
     #[inline(always)]
+    #[expect(unsafe_code, reason = "closes the frame without counting a borrow")]
     fn drop(&mut self) {
-        // The innermost frame, no observers told, no orphans: the common case.
-        let closed = swap(|current| {
-            let clean = self.frame.closes_cleanly(current);
-            if clean {
-                current.swap_out(self.ctx);
-            }
-            clean
-        });
-        // On an exiting thread there is nothing left to restore (and nothing was
-        // entered: a thread-local once destroyed stays so).
+        let (previous, frame) = (self.previous, self.frame);
+        // No entry opened since still open, no observers told, no new orphans: the
+        // common case. Frames that point opened since have closed: they are lexical.
+        // SAFETY: the closure only reads `frames` and sets the `Cell`.
+        let closed = unsafe {
+            unguarded(|current| {
+                let clean = frame.closes_cleanly(current);
+                if clean {
+                    current.active.set(previous);
+                }
+                clean
+            })
+        };
+        // On an exiting thread nothing was entered: a thread-local once destroyed stays
+        // so, and one destroyed later had no frame open.
         if closed != Ok(false) {
             return;
         }
-        let ctx = &mut *self.ctx;
-        close_slow(self.frame, "`run`, poll or scope", |current| {
-            current.swap_out(ctx);
+        close_slow(frame, "`run`, poll or scope", |current| {
+            current.active.set(previous);
         });
     }
 }
@@ -567,7 +731,7 @@ fn close_entries(close: impl Fn(&Held) -> bool) -> bool {
             current
                 .entries
                 .last()
-                .filter(|held| held.frame.depth() == current.depth() && close(held))
+                .filter(|held| current.entry_innermost(held) && close(held))
                 .map(|held| (held.serial, held.frame.observers()))
         });
         let Ok(Some((serial, observers))) = top else {
@@ -595,7 +759,7 @@ fn pop_entry(serial: u64) -> Option<Context> {
             current.frames -= 1 << ORPHANS;
         }
         let mut ctx = held.previous;
-        current.swap_out(&mut ctx);
+        current.swap_out(&mut ctx, held.active);
         Some(ctx)
     })
     .ok()
@@ -607,13 +771,14 @@ fn pop_entry(serial: u64) -> Option<Context> {
 #[inline]
 pub(crate) fn open(mut ctx: Context) -> Result<u64, (Context, AccessError)> {
     let opened = with_mut(|current| {
-        let depth = current.swap_in(&mut ctx);
+        let (depth, active) = current.swap_in(&mut ctx);
         current.serial += 1;
         let serial = current.serial;
         current.entries.push(Held {
             serial,
             frame: Frame::at(depth),
             previous: std::mem::take(&mut ctx),
+            active,
             orphaned: false,
         });
         serial
@@ -660,14 +825,18 @@ fn tell_entry_entered(serial: u64, installed: u32) {
 pub(crate) fn leave(serial: u64) -> Context {
     let fast = with_mut(|current| {
         let top = current.entries.last()?;
-        // Innermost, no observer told, no orphan: as for `Entered`, one comparison.
-        let clean =
-            top.serial == serial && top.frame.closes_cleanly(current) && !current.overlaid_here();
+        // Innermost (no frame that points, opened since, is open), no observer told, no
+        // orphan.
+        let clean = top.serial == serial
+            && top.frame.closes_cleanly(current)
+            && current.frame_context().is_null()
+            && !current.overlaid_here();
         if !clean {
             return None;
         }
-        let mut ctx = current.entries.pop()?.previous;
-        current.swap_out(&mut ctx);
+        let held = current.entries.pop()?;
+        let mut ctx = held.previous;
+        current.swap_out(&mut ctx, held.active);
         Some(ctx)
     });
     match fast {
@@ -760,29 +929,28 @@ fn resume(panicked: Option<Box<dyn Any + Send>>) {
 /// If the thread is exiting.
 pub(crate) fn strict_base<R>(f: impl FnOnce() -> R) -> R {
     let mut base = Context::new();
-    let entered = enter(&mut base);
-    let depth = entered.frame.depth();
-    if depth == 0 {
-        panic!("ctx: strict::run called while the thread is exiting");
-    }
+    let _entered = enter(&mut base);
     let saved = with_mut(|current| {
+        let here = (current.depth(), current.frame_context());
         let saved = (current.strict, current.base);
-        (current.strict, current.base) = (true, depth);
+        (current.strict, current.base) = (true, here);
         saved
     });
-    // Dropped before `entered`: the mode goes back while the base is still current.
-    let _mode = StrictMode(saved.ok());
+    let Ok(saved) = saved else {
+        panic!("ctx: strict::run called while the thread is exiting");
+    };
+    // Dropped before `_entered`: the mode goes back while the base is still current.
+    let _mode = StrictMode(saved);
     f()
 }
 
 /// Puts back the strict mode and base from before a [`strict_base`].
-struct StrictMode(Option<(bool, u32)>);
+struct StrictMode((bool, (u32, *const Context)));
 
 impl Drop for StrictMode {
     fn drop(&mut self) {
-        if let Some((strict, base)) = self.0 {
-            let _ = with_mut(|current| (current.strict, current.base) = (strict, base));
-        }
+        let (strict, base) = self.0;
+        let _ = with_mut(|current| (current.strict, current.base) = (strict, base));
     }
 }
 
@@ -806,16 +974,20 @@ pub(crate) fn overlay<T: Send + Sync + 'static, R>(
         old: None,
     };
     let opened = with_mut(|current| {
-        let context = &mut current.context;
+        let context = current.context_mut();
         context
             .map
             .insert_into(var, name, || Value::new(value), &mut scope.old);
         let saved_id = std::mem::replace(&mut context.id, OVERLAID);
-        let depth = current.depth();
-        current.overlays.push(Overlay { saved_id, depth });
+        let (depth, active) = (current.depth(), current.active.get());
+        current.overlays.push(Overlay {
+            saved_id,
+            depth,
+            active,
+        });
         depth
     });
-    // On an exiting thread the guard, at depth 0, finds nothing to undo.
+    // On an exiting thread the guard's drop finds the slot torn down: nothing to undo.
     if let Ok(depth) = opened {
         scope.frame = Frame::at(depth);
         // A scope is a copy of the context, entered: observers are told, as of any entry.
@@ -887,17 +1059,30 @@ impl Current {
         old: &mut Option<Value>,
     ) -> Option<Map> {
         let overlay = self.overlays.pop().expect("one record per open overlay");
-        debug_assert_eq!(overlay.depth, self.depth(), "overlays nest with frames");
-        let context = &mut self.context;
+        debug_assert!(overlay.here(self), "overlays nest with frames");
         // After a write inside, the map as the scope made it comes back first.
+        let (context, opened) = self.writing();
         let written = (context.id != OVERLAID).then(|| {
-            let opened = self.opened.pop().expect("a written overlay kept its map");
-            std::mem::replace(&mut context.map, opened)
+            let map = opened.pop().expect("a written overlay kept its map");
+            std::mem::replace(&mut context.map, map)
         });
         context.id = overlay.saved_id;
         context.map.put_back(var, name, old);
         written
     }
+}
+
+/// Gives the current context an identity: see [`Current::prepare_write`].
+#[cold]
+fn identify(context: &mut Context, opened: &mut Vec<Map>) {
+    if context.id == OVERLAID {
+        // The innermost overlay belongs to this context, and nothing has written to it
+        // yet: from here the map differs by more than its value. Overlays further out
+        // need nothing: they had no write either, and this one will restore exactly
+        // what they saw.
+        opened.push(context.map.clone());
+    }
+    context.id = next_context_id();
 }
 
 /// Hands out context identities (for `ResetError::WrongContext`) without a shared

@@ -38,8 +38,9 @@
 //! This crate is executor-independent; `ctx-tokio`, `ctx-async-std` and `ctx-smol` add
 //! `spawn` functions that carry the context. How the pieces work:
 //!
-//! - Every thread has a current context, swapped in and out by [`Context::run`] and by
-//!   each poll of a [`WithContext`]; the swap moves a pointer, nothing is copied.
+//! - Every thread has a current context. [`Context::run`] and each poll of a
+//!   [`WithContext`] make theirs current by pointing at it where it is: nothing is
+//!   copied or moved, and a set made inside lands in it.
 //! - A [`Context`] is a persistent map: a copy is one reference count, and writes to a
 //!   map nobody else holds happen in place.
 //!

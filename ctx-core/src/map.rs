@@ -67,7 +67,7 @@ const WAYS: usize = 1 << BITS;
 /// A persistent map from variable key to value; `Clone` is O(1).
 ///
 /// One pointer wide, so that a [`Context`](crate::Context) is two words: swapping one in
-/// and out of the thread-local, or returning one, stays in registers.
+/// and out of the thread-local (an entry), or returning one, stays in registers.
 #[derive(Clone, Default)]
 pub(crate) struct Map {
     root: Option<Arc<Node>>,

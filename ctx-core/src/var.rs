@@ -307,8 +307,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             if current.refuses_unscoped_set() {
                 return Err(value);
             }
-            let context_id = current.prepare_write();
-            let map = &mut current.context.map;
+            let (context_id, context) = current.prepare_write();
+            let map = &mut context.map;
             let old = map.insert_with(key, self.name, || Value::new(value));
             let handle = if keep { map.get(key).cloned() } else { None };
             Ok((context_id, old, handle))
@@ -390,11 +390,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         // and dropped with it only after the borrow ends: its `Drop` is user code.
         let outcome = current::with_mut(|current| {
             // Tokens always carry a real identity, never the 0 of an unwritten context.
-            if current.context.id != token_context {
+            let context = current.context_mut();
+            if context.id != token_context {
                 return Err((ResetError::WrongContext, Vec::new()));
             }
             if let Some(written) = written {
-                let now = current.context.map.get(key);
+                let now = context.map.get(key);
                 if !now.is_some_and(|now| now.same(written)) {
                     let dropped = match abandon {
                         true => current.abandon(key, written, old.take()),
@@ -403,7 +404,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
                     return Err((ResetError::Superseded, dropped));
                 }
             }
-            current.context.map.put_back(key, self.name, &mut old);
+            context.map.put_back(key, self.name, &mut old);
             Ok(current.undo_abandoned(key, self.name))
         });
         match outcome {
