@@ -611,29 +611,75 @@ fn refused(slot: &RefCell<Current>) -> AccessError {
 /// Code run in the frame reads and writes `ctx` itself. While the thread is exiting
 /// there is no current context: the guard then does nothing, and code runs as it is.
 #[inline(always)]
-#[expect(unsafe_code, reason = "opens the frame without counting a borrow")]
 pub(crate) fn enter(ctx: &mut Context) -> Entered<'_> {
+    let installed = observer::installed();
+    if installed > 0 {
+        // Apart, so that no call sits between the frame's opening and the code it runs:
+        // after one, the guard's fields were loaded back from its stack slot, a wait on
+        // the store just made between each poll's entry and its exit.
+        return enter_told(ctx, installed);
+    }
+    point(ctx)
+}
+
+/// [`enter`] with observers to tell.
+#[cold]
+#[inline(never)]
+fn enter_told(ctx: &mut Context, installed: u32) -> Entered<'_> {
+    let mut entered = point(ctx);
+    if torn_down() {
+        // The thread is exiting: its context cannot be read, so there is nothing to tell.
+        return entered;
+    }
+    let panicked = entered.frame.tell_entered(installed);
+    // Resumed with the guard alive: dropped as the panic unwinds, it closes the frame.
+    resume(panicked);
+    entered
+}
+
+/// Opens the frame of [`enter`], telling no observer.
+///
+/// On an exiting thread too: the pointer is set and put back as ever, and nothing
+/// follows it there, since every read and write checks the slot first and finds it
+/// torn down.
+#[inline(always)]
+fn point(ctx: &mut Context) -> Entered<'_> {
     let me: *mut Context = ctx;
-    // SAFETY: the closure only reads `frames` and sets the `Cell`.
-    let opened = unsafe {
-        unguarded(|current| {
-            let previous = current.active.replace(me);
-            (previous, Frame::at(current.depth()))
-        })
-    };
-    let Ok((previous, frame)) = opened else {
-        return Entered::exiting();
-    };
-    let mut entered = Entered {
+    let (previous, frame) = pointing(|frames, active| {
+        // The depth alone: while an orphan waits, every frame closes the long way.
+        (active.replace(me), Frame::at(frames as u32))
+    });
+    Entered {
         previous,
         frame,
         _borrow: PhantomData,
-    };
-    let installed = observer::installed();
-    if installed > 0 {
-        entered.tell_observers(installed);
     }
-    entered
+}
+
+/// Runs `f` with what a frame that points reads and sets of the thread's state: the
+/// count of open entries and orphans ([`Current::frames`]), and the pointer. Neither
+/// checks nor counts a borrow of the slot: a frame's two halves are a load and a store
+/// each, which is what keeps a poll cheap.
+#[inline(always)]
+#[expect(
+    unsafe_code,
+    reason = "reads and sets two fields of the thread-local's state"
+)]
+fn pointing<R>(f: impl FnOnce(u64, &Cell<*mut Context>) -> R) -> R {
+    let current = CURRENT.with(|slot| slot.as_ptr());
+    // SAFETY: `current` points to the thread-local, alive for the thread. No mutable
+    // borrow of it is in use here: `with_mut`'s closures run no user code, so no frame
+    // opens or closes inside one, and the borrow a teardown leaves open is never used
+    // again. `frames` is read by value, and the reference made is to the `Cell` alone,
+    // which shared borrows of the slot allow writing through.
+    let (frames, active) = unsafe { ((*current).frames, &(*current).active) };
+    f(frames, active)
+}
+
+/// Whether the thread's state was torn down: the slot stays borrowed for writing.
+#[cold]
+fn torn_down() -> bool {
+    CURRENT.with(|slot| slot.try_borrow().is_err())
 }
 
 /// The frame [`enter`] opened: closes it when dropped. Two words, that the guard's
@@ -647,48 +693,25 @@ pub(crate) struct Entered<'a> {
     _borrow: PhantomData<&'a mut Context>,
 }
 
-impl Entered<'_> {
-    /// The guard of a frame that was not opened: the thread is exiting, and its drop
-    /// will find it so too.
-    #[cold]
-    fn exiting() -> Self {
-        Entered {
-            previous: ptr::null_mut(),
-            frame: Frame::at(0),
-            _borrow: PhantomData,
-        }
-    }
-
-    /// Tells the observers of the entry (see [`Frame::tell_entered`]).
-    #[cold]
-    #[inline(never)]
-    fn tell_observers(&mut self, installed: u32) {
-        let panicked = self.frame.tell_entered(installed);
-        // Resumed with the guard alive: dropped as the panic unwinds, it closes the frame.
-        resume(panicked);
-    }
-}
-
 impl Drop for Entered<'_> {
     #[inline(always)]
-    #[expect(unsafe_code, reason = "closes the frame without counting a borrow")]
     fn drop(&mut self) {
         let (previous, frame) = (self.previous, self.frame);
         // No entry opened since still open, no observers told, no new orphans: the
         // common case. Frames that point opened since have closed: they are lexical.
-        // SAFETY: the closure only reads `frames` and sets the `Cell`.
-        let closed = unsafe {
-            unguarded(|current| {
-                let clean = frame.closes_cleanly(current);
-                if clean {
-                    current.active.set(previous);
-                }
-                clean
-            })
-        };
-        // On an exiting thread nothing was entered: a thread-local once destroyed stays
-        // so, and one destroyed later had no frame open.
-        if closed != Ok(false) {
+        let closed = pointing(|frames, active| {
+            let clean = frame.0 == frames;
+            if clean {
+                active.set(previous);
+            }
+            clean
+        });
+        if closed {
+            return;
+        }
+        if torn_down() {
+            // Nothing to tell or close on an exiting thread: observers were not told.
+            pointing(|_, active| active.set(previous));
             return;
         }
         close_slow(frame, "`run`, poll or scope", |current| {
