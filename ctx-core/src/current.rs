@@ -87,7 +87,7 @@ thread_local! {
 
 /// What frees a thread's state when the thread exits, and from then on refuses access
 /// to it as an exiting thread's: [`with`], [`read`], [`peek`] and [`with_mut`] fail with
-/// [`AccessError`], [`enter`] enters nothing.
+/// [`AccessError`], and what [`enter`]'s frames point at is never followed.
 ///
 /// Only a write can leave anything in the slot to free: a frame puts back what it
 /// changed before its caller returns, and every other change is a [`with_mut`],
@@ -129,8 +129,7 @@ pub(crate) struct Current {
     /// the thread's first write. Never null, so that a read follows it without a test.
     /// A `Cell`, so that a frame sets it through a shared reference, counting no borrow.
     active: Cell<*mut Context>,
-    /// How many entries are open on this thread (its depth: 0 while its own context or
-    /// a frame that points is innermost), and above [`ORPHANS`] how many of them are
+    /// How many entries are open on this thread (its depth: 0 while none is), and above [`ORPHANS`] how many of them are
     /// orphaned (see the module docs): one word, so that a frame's exit checks both, and
     /// its own observers, in one comparison with its [`Frame`].
     frames: u64,
@@ -220,8 +219,8 @@ const ORPHANS: u32 = 48;
 const OBSERVERS: u32 = 32;
 
 /// What a frame's guard (or an entry's record) knows of its frame: its depth (for a
-/// frame that points, the depth it was opened at, with the orphans then waiting), and
-/// above [`OBSERVERS`] how many observers were told of its entry. One word, equal to
+/// frame that points, how many entries were open when it opened), and above
+/// [`OBSERVERS`] how many observers were told of its entry. One word, equal to
 /// [`Current::frames`] exactly when no entry opened since is still open, no observer
 /// was told and no orphan is new: when it can close without the slow path.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -517,8 +516,7 @@ pub(crate) unsafe fn peek<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessE
     unsafe { unguarded(|current| f(current.reading())) }
 }
 
-/// Runs `f` with the thread's whole state, without counting a borrow: for [`peek`], and
-/// for a frame that points, which sets [`Current::active`] through the shared reference.
+/// Runs `f` with the thread's whole state, without counting a borrow: for [`peek`].
 ///
 /// # Safety
 ///
@@ -608,8 +606,8 @@ fn refused(slot: &RefCell<Current>) -> AccessError {
 /// Makes `ctx` the current context until the returned guard drops: opens a frame that
 /// points (see the module docs).
 ///
-/// Code run in the frame reads and writes `ctx` itself. While the thread is exiting
-/// there is no current context: the guard then does nothing, and code runs as it is.
+/// Code run in the frame reads and writes `ctx` itself. While the thread is exiting,
+/// reads in the frame see defaults and sets are dropped, as everywhere on such a thread.
 #[inline(always)]
 pub(crate) fn enter(ctx: &mut Context) -> Entered<'_> {
     let installed = observer::installed();
