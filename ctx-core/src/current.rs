@@ -245,8 +245,8 @@ impl Frame {
 
     /// Whether it can close without the slow path (see [`Frame`]).
     #[inline]
-    fn closes_cleanly(self, current: &Current) -> bool {
-        self.0 == current.frames
+    fn closes_cleanly(self, frames: u64) -> bool {
+        self.0 == frames
     }
 
     /// Tells the observers of the frame's entry, and records how many were told; the
@@ -304,7 +304,7 @@ impl Current {
     }
 
     /// The current context, read through the pointer with no test: for a borrow of the
-    /// slot counted as shared or not counted at all ([`read`], [`unguarded`]), never
+    /// slot counted as shared or not counted at all ([`read`], [`peek`]), never
     /// for one made from a mutable borrow, which a read through the slot's own pointer
     /// would end.
     #[inline(always)]
@@ -512,28 +512,13 @@ pub(crate) fn read<R>(f: impl FnOnce(&Current) -> R) -> Result<R, AccessError> {
     reason = "reads the thread-local without counting the borrow"
 )]
 pub(crate) unsafe fn peek<R>(f: impl FnOnce(&Context) -> R) -> Result<R, AccessError> {
-    // SAFETY: the caller's guarantee.
-    unsafe { unguarded(|current| f(current.reading())) }
-}
-
-/// Runs `f` with the thread's whole state, without counting a borrow: for [`peek`].
-///
-/// # Safety
-///
-/// As for [`peek`].
-#[inline(always)]
-#[expect(
-    unsafe_code,
-    reason = "reads the thread-local without counting the borrow"
-)]
-unsafe fn unguarded<R>(f: impl FnOnce(&Current) -> R) -> Result<R, AccessError> {
     slot(|slot| {
         // SAFETY: `try_borrow_unguarded` fails if a mutable borrow is open, and none can
         // be opened while the reference it gives lives: `f`, the only code that runs
         // before it is dropped, cannot open one (the caller guarantees it). It fails
         // only once the thread is torn down (see `read`).
         match unsafe { slot.try_borrow_unguarded() } {
-            Ok(current) => Ok(f(current)),
+            Ok(current) => Ok(f(current.reading())),
             Err(_) => Err(AccessError::new()),
         }
     })
@@ -698,7 +683,7 @@ impl Drop for Entered<'_> {
         // No entry opened since still open, no observers told, no new orphans: the
         // common case. Frames that point opened since have closed: they are lexical.
         let closed = pointing(|frames, active| {
-            let clean = frame.0 == frames;
+            let clean = frame.closes_cleanly(frames);
             if clean {
                 active.set(previous);
             }
@@ -849,7 +834,7 @@ pub(crate) fn leave(serial: u64) -> Context {
         // Innermost (no frame that points, opened since, is open), no observer told, no
         // orphan.
         let clean = top.serial == serial
-            && top.frame.closes_cleanly(current)
+            && top.frame.closes_cleanly(current.frames)
             && current.frame_context().is_null()
             && !current.overlaid_here();
         if !clean {
@@ -1054,7 +1039,7 @@ impl Drop for Overlaid {
             // The overlay's frame is innermost, no observer was told, no orphan waits:
             // the common case.
             frame
-                .closes_cleanly(current)
+                .closes_cleanly(current.frames)
                 .then(|| current.undo_overlay(var, name, old))
         });
         match undone {
