@@ -4,20 +4,13 @@
 //! written to its own context yet. Each set lands in the context current when it is
 //! made, and each exit puts back exactly what was current before.
 
-use std::future::Future;
 use std::pin::pin;
-use std::task::{Context as TaskContext, Poll, Waker};
 
-use ctx_tests::{expect_panic, fresh};
+use ctx_tests::{expect_panic, fresh, poll_once};
 use ctx_vars::{Context, ContextVar, FutureExt};
 
 static WHERE: ContextVar<&str> = ContextVar::new("where");
 static STEP: ContextVar<u32> = ContextVar::new("step");
-
-/// Polls `fut` once with a no-op waker.
-fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
-    fut.poll(&mut TaskContext::from_waker(Waker::noop()))
-}
 
 /// On a new thread, whose own context nothing has written to yet.
 fn on_a_new_thread(f: impl FnOnce() + Send + 'static) {
