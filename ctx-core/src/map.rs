@@ -8,11 +8,13 @@
 //! - **Keys are dense variable ids**, handed out once per variable from a counter
 //!   (see `ContextVar::id`). With no hashing, the key's own bits pick the path.
 //! - **A trie over those bits, 64 ways a level.** Each node keeps only the slots that
-//!   are present, plus a 64-byte table from the id's 6-bit chunk to the slot's position.
-//!   (The classic HAMT popcounts a presence bitmap instead; baseline x86-64 has no
-//!   popcount instruction, and the software one cost more than the whole rest of a
-//!   lookup.) Up to 64 variables live in the root: one byte load, one id compare. 1024
-//!   variables take two levels, 4096 still two, so a lookup barely grows with the map.
+//!   are present, behind a placeholder that no id matches, plus a table from the id's
+//!   6-bit chunk to where its slot is (0, the placeholder's, when absent). (The classic
+//!   HAMT popcounts a presence bitmap instead; baseline x86-64 has no popcount
+//!   instruction, and the software one cost more than the whole rest of a lookup.) Up
+//!   to 64 variables live in the root: one load from the table, one id compare, and
+//!   no test for absence, which the id compare covers. 1024 variables take two levels,
+//!   4096 still two, so a lookup barely grows with the map.
 //! - **Copy-on-write, as [`Arc::make_mut`] does it.** A copy of a context is one reference
 //!   count bump of the root. A write into a map that is uniquely owned (the common case:
 //!   a task setting its own values) mutates in place; only after a snapshot does a write
@@ -59,6 +61,11 @@ pub(crate) const HIDDEN: Key = Key {
     local: false,
 };
 
+/// The id of each node's placeholder leaf, which no variable is ever given (ids stop one
+/// short of it, see `ContextVar::id`): a lookup of an absent id lands on it and fails the
+/// id compare every lookup makes anyway.
+const ABSENT: u32 = u32::MAX;
+
 /// Bits of the id consumed per trie level.
 const BITS: u32 = 6;
 const MASK: u32 = (1 << BITS) - 1;
@@ -79,13 +86,14 @@ pub(crate) struct Map {
 /// thread copies the context).
 #[repr(align(64))]
 struct Node {
-    /// For each 6-bit chunk of the id at this level: 1 + the position of its slot in
-    /// `slots`, or 0 when absent. A byte load instead of a popcount, which baseline
-    /// x86-64 lacks in hardware.
-    index: [u8; WAYS],
+    /// For each 6-bit chunk of the id at this level: where its slot is in `slots` (see
+    /// [`Place`]), or 0 when absent, where the placeholder is. A load instead of a
+    /// popcount, which baseline x86-64 lacks in hardware.
+    index: [Place; WAYS],
     /// Leaves in this subtree (not counting `local`).
     count: u32,
-    /// Present slots, in insertion order.
+    /// The placeholder, a leaf no id matches, then the present slots in insertion
+    /// order (see [`Node::slot`]).
     slots: Vec<Slot>,
     /// At the root of a map only: the trie of values spawned tasks do not inherit.
     local: Option<Arc<Node>>,
@@ -127,6 +135,17 @@ pub(crate) struct Leaf {
     pub(crate) id: u32,
     pub(crate) name: &'static str,
     pub(crate) value: Value,
+}
+
+impl Leaf {
+    /// Each node's slot 0 (see [`Node::slot`]).
+    fn placeholder() -> Self {
+        Leaf {
+            id: ABSENT,
+            name: "",
+            value: Value::new(()),
+        }
+    }
 }
 
 /// A root generation no root had before: drawn from the counter of context identities,
@@ -243,9 +262,9 @@ impl Map {
         if key.local {
             node = node.local.as_deref()?;
         }
-        match node.slot(key.id, 0)? {
+        match node.slot(key.id, 0) {
             Slot::Leaf(leaf) => (leaf.id == key.id).then_some(&leaf.value),
-            Slot::Branch(child) => match child.slot(key.id, BITS)? {
+            Slot::Branch(child) => match child.slot(key.id, BITS) {
                 Slot::Leaf(leaf) => (leaf.id == key.id).then_some(&leaf.value),
                 Slot::Branch(grandchild) => grandchild.get_below(key.id, 2 * BITS),
             },
@@ -315,7 +334,7 @@ impl Map {
         };
         // Before the lookup: a write follows on either path.
         root.written();
-        match root.slot_mut(key.id, 0)? {
+        match root.slot_mut(key.id, 0) {
             Slot::Leaf(leaf) if leaf.id == key.id => Some(&mut leaf.value),
             _ => None,
         }
@@ -439,7 +458,7 @@ impl Map {
             stack: local
                 .into_iter()
                 .chain(root)
-                .map(|node| node.slots.iter())
+                .map(|node| node.present().iter())
                 .collect(),
             remaining: self.len(),
             hidden: false,
@@ -447,25 +466,120 @@ impl Map {
     }
 }
 
+/// An entry of a node's index: where the slot for a chunk is in the node's `slots`, 0
+/// when the chunk is absent (the placeholder's place).
+///
+/// Below a trie's root, the slot's offset in bytes, which a lookup adds to the slots'
+/// address as it is: a position would be multiplied by the size of a slot first (56
+/// bytes, an `imul`: one instruction of the nine a level costs, and three cycles on
+/// the lookup's chain of loads). In a root, the slot's position: with offsets there
+/// too, a `get` of a variable the root holds measured 12–15 % slower in two `bench
+/// --against` runs and in the `icount get` loop, though one instruction shorter, for a
+/// reason that instruction counts do not show (see BENCHMARKS.md, "Places and a
+/// placeholder").
+///
+/// Every entry is a slot's and in bounds (see [`Node::slot`]).
+type Place = u16;
+
+/// The size of a slot: the unit of places below a root.
+const SLOT: usize = mem::size_of::<Slot>();
+const _: () = assert!(
+    WAYS * SLOT <= Place::MAX as usize,
+    "a node's offsets fit in a Place"
+);
+
+/// The place of the slot at `position` (at most [`WAYS`]) in a node at the level
+/// starting at bit `shift`.
+#[inline(always)]
+fn place(position: usize, shift: u32) -> Place {
+    let place = if shift == 0 {
+        position
+    } else {
+        position * SLOT
+    };
+    place as Place
+}
+
+/// The position of the slot at `place` in a node at the level starting at bit `shift`.
+#[inline(always)]
+fn position(place: Place, shift: u32) -> usize {
+    let place = usize::from(place);
+    if shift == 0 { place } else { place / SLOT }
+}
+
 impl Node {
-    /// Where the slot for `id` is in `slots` at this node, a level starting at bit
-    /// `shift` of the id: out of range when there is none.
+    /// The place of the slot for `id` at this node, a level starting at bit `shift` of
+    /// the id: 0, the placeholder's, when there is none.
     #[inline(always)]
-    fn position(&self, id: u32, shift: u32) -> usize {
-        usize::from(self.index[chunk(id, shift)]).wrapping_sub(1)
+    fn place(&self, id: u32, shift: u32) -> Place {
+        let place = self.index[chunk(id, shift)];
+        debug_assert!(
+            (shift == 0 || usize::from(place) % SLOT == 0)
+                && position(place, shift) < self.slots.len(),
+            "ctx: an entry of a node's index is a slot's place"
+        );
+        place
     }
 
-    /// The slot for `id` at this node (see [`Node::position`]).
+    /// The slot for `id` at this node (see [`Node::place`]): the placeholder, a leaf of
+    /// an id no variable has, when there is none.
+    ///
+    /// This is the lookup that 1 024 variables make twice in a `get`, where 8 make it
+    /// once. Through `slots.get`, with the position stored plus one (0 for absent),
+    /// each level cost four instructions more (a decrement, a load of the length, a
+    /// branch, a multiply; the root keeps its multiply, see [`Place`]): the second
+    /// level cost 13 instructions, now 9, against 33 for a whole `get` of a variable
+    /// the root holds.
     #[inline(always)]
-    fn slot(&self, id: u32, shift: u32) -> Option<&Slot> {
-        self.slots.get(self.position(id, shift))
+    #[expect(unsafe_code, reason = "a lookup without a bounds check, two per `get`")]
+    fn slot(&self, id: u32, shift: u32) -> &Slot {
+        let place = usize::from(self.place(id, shift));
+        let slots = self.slots.as_ptr();
+        // SAFETY: `place` is the place of an initialised slot of `slots` (the invariant
+        // of `index`): in a root its position, below `slots.len()`; below, its offset
+        // in bytes, a multiple of the size of a slot below `slots.len() * SLOT`. Either
+        // way the pointer is in bounds and aligned, and the reference borrows `self`,
+        // so the vector is neither changed nor freed while it lives. Every change to
+        // `index` or `slots` keeps the invariant:
+        // - `Node::new` makes every place 0 and `slots` the placeholder alone; no code
+        //   removes the placeholder, so place 0 is always in bounds.
+        // - `Node::insert` pushes a slot and stores the place of the slot it pushed.
+        // - `Node::remove` zeroes a removed leaf's place and, when the last slot moves
+        //   into its position (`swap_remove`), stores that position's place in the one
+        //   entry that held the last one; every other place was already below the new
+        //   end. A branch that collapses to its leaf keeps its position.
+        // - `Clone` copies `index` and `slots` together; no other code writes either.
+        // Debug builds check it at each lookup (`Node::place`); `map::tests` checks
+        // every node's index after every change of its model tests.
+        unsafe {
+            if shift == 0 {
+                &*slots.add(place)
+            } else {
+                &*slots.byte_add(place)
+            }
+        }
     }
 
     /// [`Node::slot`], to write.
     #[inline(always)]
-    fn slot_mut(&mut self, id: u32, shift: u32) -> Option<&mut Slot> {
-        let at = self.position(id, shift);
-        self.slots.get_mut(at)
+    #[expect(unsafe_code, reason = "a lookup without a bounds check")]
+    fn slot_mut(&mut self, id: u32, shift: u32) -> &mut Slot {
+        let place = usize::from(self.place(id, shift));
+        let slots = self.slots.as_mut_ptr();
+        // SAFETY: as in `Node::slot`; the reference borrows `self` mutably, so it is
+        // the only one to the slot while it lives.
+        unsafe {
+            if shift == 0 {
+                &mut *slots.add(place)
+            } else {
+                &mut *slots.byte_add(place)
+            }
+        }
+    }
+
+    /// The present slots: all but the placeholder.
+    fn present(&self) -> &[Slot] {
+        &self.slots[1..]
     }
 
     /// The value of `id` in the trie this node is the root of, ready to be replaced in
@@ -475,7 +589,7 @@ impl Node {
         let mut node = self;
         let mut shift = 0;
         loop {
-            match node.slot_mut(id, shift)? {
+            match node.slot_mut(id, shift) {
                 Slot::Leaf(leaf) => return (leaf.id == id).then_some(&mut leaf.value),
                 Slot::Branch(child) => {
                     node = unique(child);
@@ -492,7 +606,7 @@ impl Node {
     fn get_below(&self, id: u32, mut shift: u32) -> Option<&Value> {
         let mut node = self;
         loop {
-            match node.slot(id, shift)? {
+            match node.slot(id, shift) {
                 Slot::Leaf(leaf) => return (leaf.id == id).then_some(&leaf.value),
                 Slot::Branch(child) => {
                     node = child;
@@ -531,7 +645,12 @@ impl Node {
         Node {
             index: [0; WAYS],
             count: 0,
-            slots: Vec::new(),
+            slots: {
+                // Room for a few more, as a first push would make (one allocation).
+                let mut slots = Vec::with_capacity(4);
+                slots.push(Slot::Leaf(Leaf::placeholder()));
+                slots
+            },
             local: None,
             inherited: OnceLock::new(),
             generation: AtomicU64::new(0),
@@ -557,13 +676,14 @@ impl Node {
     /// If the id is held already: two leaves of one id would be split level after level.
     fn insert(&mut self, leaf: Leaf, shift: u32) {
         let c = chunk(leaf.id, shift);
-        match self.index[c] {
+        match position(self.index[c], shift) {
             0 => {
+                debug_assert_ne!(leaf.id, ABSENT, "ctx: the placeholder's id");
+                self.index[c] = place(self.slots.len(), shift);
                 self.slots.push(Slot::Leaf(leaf));
-                self.index[c] = self.slots.len() as u8; // at most 64
             }
             at => {
-                let slot = &mut self.slots[usize::from(at) - 1];
+                let slot = &mut self.slots[at];
                 match slot {
                     Slot::Leaf(here) => {
                         assert_ne!(here.id, leaf.id, "ctx: insert of a variable already held");
@@ -590,20 +710,20 @@ impl Node {
     /// Removes `id`, which must be present.
     fn remove(&mut self, id: u32, shift: u32) -> Value {
         let c = chunk(id, shift);
-        let at = usize::from(self.index[c]);
+        let at = position(self.index[c], shift);
         debug_assert!(at != 0, "remove of an absent id");
         self.count -= 1;
-        match &mut self.slots[at - 1] {
+        match &mut self.slots[at] {
             Slot::Leaf(_) => {
                 self.index[c] = 0;
-                let last = self.slots.len();
-                let Slot::Leaf(leaf) = self.slots.swap_remove(at - 1) else {
+                let last = self.slots.len() - 1;
+                let Slot::Leaf(leaf) = self.slots.swap_remove(at) else {
                     unreachable!("matched a leaf above")
                 };
                 if at != last {
                     // The last slot moved into the hole: repoint its chunk.
-                    let moved = self.index.iter().position(|&i| usize::from(i) == last);
-                    self.index[moved.expect("every slot is indexed")] = at as u8;
+                    let moved = self.index.iter().position(|&p| p == place(last, shift));
+                    self.index[moved.expect("every slot is indexed")] = place(at, shift);
                 }
                 leaf.value
             }
@@ -611,9 +731,9 @@ impl Node {
                 let child_node = unique(child);
                 let value = child_node.remove(id, shift + BITS);
                 // Keep the trie canonical: a branch left with one leaf becomes that leaf.
-                if let [Slot::Leaf(_)] = child_node.slots.as_slice() {
+                if let [Slot::Leaf(_)] = child_node.present() {
                     let last = child_node.slots.pop().expect("one slot");
-                    self.slots[at - 1] = last;
+                    self.slots[at] = last;
                 }
                 value
             }
@@ -633,7 +753,7 @@ impl<'a> Iter<'a> {
     /// Every leaf of one trie, the [`HIDDEN`] one included.
     fn over(node: &'a Node) -> Self {
         Iter {
-            stack: vec![node.slots.iter()],
+            stack: vec![node.present().iter()],
             remaining: node.count as usize,
             hidden: true,
         }
@@ -655,7 +775,7 @@ impl<'a> Iterator for Iter<'a> {
                     return Some(leaf);
                 }
                 Some(Slot::Leaf(_)) => {}
-                Some(Slot::Branch(child)) => self.stack.push(child.slots.iter()),
+                Some(Slot::Branch(child)) => self.stack.push(child.present().iter()),
             }
         }
     }
@@ -689,8 +809,58 @@ mod tests {
             .map(|v| *v.as_any().downcast_ref::<u64>().unwrap())
     }
 
+    /// Checks the shape of the trie under `node`, a level starting at bit `shift`, and
+    /// returns the leaves it holds. `Node::slot` relies on the places: each is a slot's
+    /// (below the root a multiple of a slot's size; in bounds), 0 only where the chunk
+    /// is absent.
+    fn check_node(node: &Node, shift: u32) -> u32 {
+        let Slot::Leaf(placeholder) = &node.slots[0] else {
+            panic!("slot 0 is a branch");
+        };
+        assert_eq!(placeholder.id, ABSENT, "slot 0 is the placeholder");
+        let mut seen = vec![false; node.slots.len()];
+        let mut leaves = 0;
+        for (c, &at) in node.index.iter().enumerate() {
+            if shift > 0 {
+                assert_eq!(
+                    usize::from(at) % SLOT,
+                    0,
+                    "chunk {c}: a place inside a slot"
+                );
+            }
+            let at = position(at, shift);
+            assert!(at < node.slots.len(), "chunk {c}: a place past the slots");
+            if at == 0 {
+                continue;
+            }
+            assert!(!seen[at], "chunk {c}: a slot indexed twice");
+            seen[at] = true;
+            leaves += match &node.slots[at] {
+                Slot::Leaf(leaf) => {
+                    assert_ne!(leaf.id, ABSENT);
+                    assert_eq!(chunk(leaf.id, shift), c, "a leaf under another chunk");
+                    1
+                }
+                Slot::Branch(child) => {
+                    let below = check_node(child, shift + BITS);
+                    assert!(below >= 2, "a branch of one leaf");
+                    below
+                }
+            };
+        }
+        assert!(seen[1..].iter().all(|&s| s), "a slot no chunk indexes");
+        assert_eq!(node.count, leaves, "count");
+        leaves
+    }
+
     /// The model is keyed by `(local, id)`.
     fn check(map: &Map, model: &BTreeMap<(bool, u32), u64>) {
+        if let Some(root) = map.root.as_deref() {
+            check_node(root, 0);
+            if let Some(local) = root.local.as_deref() {
+                check_node(local, 0);
+            }
+        }
         assert_eq!(map.len(), model.len());
         assert_eq!(map.iter().len(), model.len());
         let mut ids: Vec<u32> = map.iter().map(|l| l.id).collect();
@@ -777,7 +947,9 @@ mod tests {
         let mut map = Map::new();
         let mut model = BTreeMap::new();
         let mut x = 0x9E37_79B9_u32;
-        for step in 0..20_000u64 {
+        // Miri runs a shorter walk: every lookup in it goes through `Node::slot`.
+        let steps = if cfg!(miri) { 1_500 } else { 20_000 };
+        for step in 0..steps {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;

@@ -531,7 +531,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
 
     #[cold]
     fn assign_id(&self) -> u32 {
-        // Never wraps: a repeated id would let two variables share entries.
+        // Never wraps: a repeated id would let two variables share entries. The last
+        // id handed out is `u32::MAX - 1`: `u32::MAX` is the map's placeholder's.
         let fresh = NEXT_VAR_ID
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
             .expect("ctx: more than 4 294 967 294 context variables");
