@@ -491,7 +491,7 @@ const _: () = assert!(
 /// The place of the slot at `position` (at most [`WAYS`]) in a node at the level
 /// starting at bit `shift`.
 #[inline(always)]
-fn place(position: usize, shift: u32) -> Place {
+fn to_place(position: usize, shift: u32) -> Place {
     let place = if shift == 0 {
         position
     } else {
@@ -502,7 +502,7 @@ fn place(position: usize, shift: u32) -> Place {
 
 /// The position of the slot at `place` in a node at the level starting at bit `shift`.
 #[inline(always)]
-fn position(place: Place, shift: u32) -> usize {
+fn to_position(place: Place, shift: u32) -> usize {
     let place = usize::from(place);
     if shift == 0 { place } else { place / SLOT }
 }
@@ -515,7 +515,7 @@ impl Node {
         let place = self.index[chunk(id, shift)];
         debug_assert!(
             (shift == 0 || usize::from(place) % SLOT == 0)
-                && position(place, shift) < self.slots.len(),
+                && to_position(place, shift) < self.slots.len(),
             "ctx: an entry of a node's index is a slot's place"
         );
         place
@@ -676,10 +676,10 @@ impl Node {
     /// If the id is held already: two leaves of one id would be split level after level.
     fn insert(&mut self, leaf: Leaf, shift: u32) {
         let c = chunk(leaf.id, shift);
-        match position(self.index[c], shift) {
+        match to_position(self.index[c], shift) {
             0 => {
                 debug_assert_ne!(leaf.id, ABSENT, "ctx: the placeholder's id");
-                self.index[c] = place(self.slots.len(), shift);
+                self.index[c] = to_place(self.slots.len(), shift);
                 self.slots.push(Slot::Leaf(leaf));
             }
             at => {
@@ -710,7 +710,7 @@ impl Node {
     /// Removes `id`, which must be present.
     fn remove(&mut self, id: u32, shift: u32) -> Value {
         let c = chunk(id, shift);
-        let at = position(self.index[c], shift);
+        let at = to_position(self.index[c], shift);
         debug_assert!(at != 0, "remove of an absent id");
         self.count -= 1;
         match &mut self.slots[at] {
@@ -722,8 +722,8 @@ impl Node {
                 };
                 if at != last {
                     // The last slot moved into the hole: repoint its chunk.
-                    let moved = self.index.iter().position(|&p| p == place(last, shift));
-                    self.index[moved.expect("every slot is indexed")] = place(at, shift);
+                    let moved = self.index.iter().position(|&p| p == to_place(last, shift));
+                    self.index[moved.expect("every slot is indexed")] = to_place(at, shift);
                 }
                 leaf.value
             }
@@ -828,7 +828,7 @@ mod tests {
                     "chunk {c}: a place inside a slot"
                 );
             }
-            let at = position(at, shift);
+            let at = to_position(at, shift);
             assert!(at < node.slots.len(), "chunk {c}: a place past the slots");
             if at == 0 {
                 continue;
