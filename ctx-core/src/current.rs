@@ -129,9 +129,10 @@ pub(crate) struct Current {
     /// the thread's first write. Never null, so that a read follows it without a test.
     /// A `Cell`, so that a frame sets it through a shared reference, counting no borrow.
     active: Cell<*mut Context>,
-    /// How many entries are open on this thread (its depth: 0 while none is), and above [`ORPHANS`] how many of them are
-    /// orphaned (see the module docs): one word, so that a frame's exit checks both, and
-    /// its own observers, in one comparison with its [`Frame`].
+    /// How many entries are open on this thread (its depth: 0 while none is), and above
+    /// [`ORPHANS`] how many of them are orphaned (see the module docs): one word, so that
+    /// a frame's exit checks both, and its own observers, in one comparison with its
+    /// [`Frame`].
     frames: u64,
     /// The innermost strict base ([`strict::run`](crate::strict::run)): the depth and
     /// the frame it was entered as (see [`Current::frame_context`]); 0 and null for the
